@@ -1,0 +1,301 @@
+"""Configuration: `config.yaml` validated strictly, overridden from `BOT_SECTION__KEY` variables.
+
+Secrets (`wecom.secret`, `wecom.token`, `wecom.encoding_aes_key`) are `SecretStr`, so they
+never print; production supplies them, and the corp and agent ids, through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bot.yamlsource import Loc, YamlDocument, YamlFileError, load_yaml
+
+ENV_PREFIX = "BOT_"
+ENV_DELIMITER = "__"
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+
+class Section(BaseModel):
+    """Base for every config section: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuotaConfig(Section):
+    """WeCom's per-corp, per-API quota and the share of it the bot may use."""
+
+    per_minute: int = Field(10_000, gt=0)
+    per_hour: int = Field(150_000, gt=0)
+    budget_ratio: float = Field(0.8, gt=0, le=1)
+
+
+class MemberMessageLimit(Section):
+    """Per-member cap for app messages (excess is dropped silently by WeCom)."""
+
+    per_minute: int = Field(30, gt=0)
+    per_hour: int = Field(1000, gt=0)
+
+
+class RetryConfig(Section):
+    """Backoff for transient WeCom errors (-1, 45033, timeouts)."""
+
+    busy_max_retries: int = Field(3, ge=0, le=10)
+    backoff_base_seconds: float = Field(0.5, gt=0)
+    backoff_cap_seconds: float = Field(30.0, gt=0)
+    rate_limit_pause_seconds: float = Field(60.0, gt=0)
+
+
+class WeComConfig(Section):
+    """The WeCom self-built app the bot acts as."""
+
+    corp_id: str = ""
+    agent_id: int = 0
+    secret: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    encoding_aes_key: SecretStr = SecretStr("")
+    api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    timeout_seconds: float = Field(10.0, gt=0)
+    quota: QuotaConfig = QuotaConfig()
+    member_messages: MemberMessageLimit = MemberMessageLimit()
+    retry: RetryConfig = RetryConfig()
+
+    @field_validator("api_base")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and (len(raw) != 43 or not raw.isalnum() or not raw.isascii()):
+            raise ValueError("must be exactly 43 letters and digits")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and (len(raw) > 32 or not raw.isalnum() or not raw.isascii()):
+            raise ValueError("must be at most 32 letters and digits")
+        return value
+
+
+class DatabaseConfig(Section):
+    """Where the store lives: SQLite by default, PostgreSQL in production."""
+
+    url: str = "sqlite:///bot.db"
+    busy_timeout_ms: int = Field(5000, ge=0)
+    echo: bool = False
+
+
+class ServerConfig(Section):
+    """HTTP listener for `bot serve`."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class CallbackConfig(Section):
+    """The callback gateway's guards."""
+
+    max_body_bytes: int = Field(65_536, ge=1024)
+    timestamp_tolerance_seconds: int = Field(300, ge=1)
+    inbox_retention_hours: int = Field(72, ge=24)
+
+
+class WelcomeConfig(Section):
+    """Welcome messages, chosen by the channel `State` a customer came through."""
+
+    enabled: bool = True
+    default_template: str = "welcome/default.txt.j2"
+    by_state: dict[str, str] = Field(default_factory=dict)
+    fetch_retry_seconds: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
+
+
+class OutboxConfig(Section):
+    """The outbound queue and its sender."""
+
+    lease_seconds: int = Field(60, ge=5)
+    max_attempts: int = Field(8, ge=1)
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    batch_size: int = Field(20, ge=1, le=500)
+    concurrency: int = Field(4, ge=1, le=64)
+
+
+class DispatcherConfig(Section):
+    """Background processing of stored callbacks."""
+
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    lease_seconds: int = Field(60, ge=5)
+    max_attempts: int = Field(5, ge=1)
+    group_refetch_delay_seconds: float = Field(2.0, ge=0)
+
+
+class SyncConfig(Section):
+    """`bot sync` paging."""
+
+    batch_userids: int = Field(100, ge=1, le=100)
+    page_limit: int = Field(100, ge=1, le=100)
+    group_page_limit: int = Field(1000, ge=1, le=1000)
+
+
+class PathsConfig(Section):
+    """Where content templates and calendars live (relative to the config file)."""
+
+    content: str = "content"
+    schedules: str = "schedules"
+
+
+class Settings(Section):
+    """The whole configuration."""
+
+    timezone: str = "Asia/Shanghai"
+    environment: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    wecom: WeComConfig = WeComConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    server: ServerConfig = ServerConfig()
+    callback: CallbackConfig = CallbackConfig()
+    welcome: WelcomeConfig = WelcomeConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    sync: SyncConfig = SyncConfig()
+    paths: PathsConfig = PathsConfig()
+    base_dir: str = Field(".", exclude=True)
+
+    def content_dir(self) -> Path:
+        return Path(self.base_dir) / self.paths.content
+
+    def schedules_dir(self) -> Path:
+        return Path(self.base_dir) / self.paths.schedules
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; `problems` lists each as 'place: message'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc, str]]:
+    """Turn `BOT_A__B=v` variables into a nested dict, remembering each variable's name."""
+    tree: dict[str, Any] = {}
+    origins: dict[Loc, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "BOT_CONFIG":
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
+        if not all(parts):
+            continue
+        node = tree
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+            origins[tuple(parts)] = name
+    return tree, origins
+
+
+def _deep_merge(base: Any, override: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(base) if isinstance(base, Mapping) else {}
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _place(loc: Loc, doc: YamlDocument | None, origins: dict[Loc, str]) -> str:
+    dotted = ".".join(str(p) for p in loc) or "(root)"
+    for length in range(len(loc), 0, -1):
+        if loc[:length] in origins:
+            return f"environment {origins[loc[:length]]} ({dotted})"
+    if doc is not None:
+        line = doc.line_of(loc)
+        if line is not None and (loc in doc.lines or line > 1):
+            return f"{doc.path}:{line} ({dotted})"
+        return f"{doc.path} ({dotted})"
+    return dotted
+
+
+def build_settings(
+    data: Mapping[str, Any] | None,
+    environ: Mapping[str, str],
+    *,
+    doc: YamlDocument | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate YAML data overlaid with environment overrides."""
+    if data is not None and not isinstance(data, Mapping):
+        where = doc.path if doc else "config"
+        raise ConfigError([f"{where}: top level must be a mapping of sections"])
+    overrides, origins = env_overrides(environ)
+    merged = _deep_merge(data or {}, overrides)
+    if "base_dir" in merged:
+        raise ConfigError([_place(("base_dir",), doc, origins) + ": Extra inputs are not permitted"])
+    merged["base_dir"] = str(base_dir or Path("."))
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = [f"{_place(tuple(err['loc']), doc, origins)}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(problems) from None
+    if settings.environment == "production":
+        _require_production_secrets(settings)
+    return settings
+
+
+def _require_production_secrets(settings: Settings) -> None:
+    missing = [
+        f"environment BOT_WECOM__{name.upper()}: required in production"
+        for name in ("corp_id", "secret", "token", "encoding_aes_key")
+        if not _value(getattr(settings.wecom, name))
+    ]
+    if not settings.wecom.agent_id:
+        missing.append("environment BOT_WECOM__AGENT_ID: required in production")
+    if missing:
+        raise ConfigError(missing)
+
+
+def _value(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path:
+    """`--config`, else `BOT_CONFIG`, else ./config.yaml."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("BOT_CONFIG"):
+        return Path(environ["BOT_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load `config.yaml` (or the given path) and apply `BOT_…` environment overrides."""
+    env = os.environ if environ is None else environ
+    file = config_path(path, env)
+    doc: YamlDocument | None = None
+    if file.exists():
+        try:
+            doc = load_yaml(file)
+        except YamlFileError as exc:
+            raise ConfigError([str(exc)]) from None
+    elif path is not None or env.get("BOT_CONFIG"):
+        raise ConfigError([f"{file}: file not found"])
+    return build_settings(
+        doc.data if doc else None, env, doc=doc, base_dir=file.parent.resolve()
+    )

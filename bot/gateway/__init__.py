@@ -1,0 +1,1 @@
+"""The callback gateway: verify, decrypt, parse, store, acknowledge."""

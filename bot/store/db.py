@@ -1,0 +1,111 @@
+"""The database handle: one engine, short transactions, work run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+
+class DatabaseNotMigrated(RuntimeError):
+    """The schema is missing or older than this code; the message says what to run."""
+
+
+def normalise_url(url: str) -> str:
+    """Pick the drivers the project pins: psycopg 3 for PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[..., None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL lets readers run during writes; FULL makes an acknowledged callback survive
+        # power loss, not only a process crash.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> Engine:
+    """Create an engine with the settings each backend needs."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            pool_size=8,
+            max_overflow=8,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+        return engine
+    return create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class Database:
+    """Engine plus session factory. Async code calls `run`, which runs a function in one
+    transaction on a worker thread so the event loop never waits on the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> Database:
+        return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms, echo=echo))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def call(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn` in one transaction on this thread."""
+        with self.session() as session:
+            return fn(session)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn` in one transaction on a worker thread."""
+        return await asyncio.to_thread(self.call, fn)
+
+    def check_migrated(self) -> None:
+        """Refuse to run on a database that `bot db upgrade` has not brought up to date."""
+        from bot.store.migrate import current_revision, head_revision
+
+        head = head_revision()
+        current = current_revision(self.engine)
+        if current != head:
+            shown = current or "empty"
+            raise DatabaseNotMigrated(
+                f"database {self.engine.url.render_as_string(hide_password=True)} is not "
+                f"migrated (at {shown}, code needs {head}): run `bot db upgrade`"
+            )
+
+    def has_table(self, name: str) -> bool:
+        return inspect(self.engine).has_table(name)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,244 @@
+"""The mirror of WeCom (members, customers, follow relations, groups, tags) and the
+bot's own bookkeeping (inbox, outbox, token cache, sync checkpoints)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.store.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (Alembic needs them)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Member(Base):
+    """A WeCom member (customer manager) with customer-contact enabled."""
+
+    __tablename__ = "members"
+
+    userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    follow_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime]
+
+
+class Customer(Base):
+    """An external contact, as `externalcontact/get` describes them."""
+
+    __tablename__ = "customers"
+
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    type: Mapped[int | None] = mapped_column(Integer)
+    gender: Mapped[int | None] = mapped_column(Integer)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    corp_name: Mapped[str | None] = mapped_column(String(128))
+    avatar: Mapped[str | None] = mapped_column(Text)
+    fetched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class FollowRelation(Base):
+    """A member ↔ customer relation: remark, how they met, channel state, and its end."""
+
+    __tablename__ = "follow_relations"
+    __table_args__ = (UniqueConstraint("external_userid", "userid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_userid: Mapped[str] = mapped_column(
+        ForeignKey("customers.external_userid", ondelete="CASCADE"), index=True
+    )
+    userid: Mapped[str] = mapped_column(String(64), index=True)
+    remark: Mapped[str | None] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(Text)
+    remark_corp_name: Mapped[str | None] = mapped_column(String(128))
+    remark_mobiles: Mapped[list[str] | None] = mapped_column(JSON)
+    add_way: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str | None] = mapped_column(String(64), index=True)
+    oper_userid: Mapped[str | None] = mapped_column(String(64))
+    added_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    ended_at: Mapped[datetime | None]
+    ended_reason: Mapped[str | None] = mapped_column(String(64))
+    transfer_fail_reason: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class FollowTag(Base):
+    """A corp tag a member has put on a customer (tags are per follow relation)."""
+
+    __tablename__ = "follow_tags"
+
+    follow_id: Mapped[int] = mapped_column(
+        ForeignKey("follow_relations.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    tag_type: Mapped[int | None] = mapped_column(Integer)
+
+
+class TagGroup(Base):
+    """A corp tag group."""
+
+    __tablename__ = "tag_groups"
+
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    order: Mapped[int] = mapped_column(BigInteger, default=0)
+    create_time: Mapped[int | None] = mapped_column(BigInteger)
+    strategy_id: Mapped[int | None] = mapped_column(Integer)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class CorpTag(Base):
+    """A corp tag."""
+
+    __tablename__ = "corp_tags"
+
+    tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("tag_groups.group_id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    order: Mapped[int] = mapped_column(BigInteger, default=0)
+    create_time: Mapped[int | None] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class Group(Base):
+    """A customer group (客户群)."""
+
+    __tablename__ = "groups"
+
+    chat_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    notice: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[int | None] = mapped_column(BigInteger)
+    member_version: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    dismissed_at: Mapped[datetime | None]
+    fetched_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class GroupMember(Base):
+    """Someone in a customer group: a member (type 1) or an external contact (type 2)."""
+
+    __tablename__ = "group_members"
+
+    chat_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.chat_id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    type: Mapped[int] = mapped_column(Integer, default=2)
+    unionid: Mapped[str | None] = mapped_column(String(64))
+    join_time: Mapped[int | None] = mapped_column(BigInteger)
+    join_scene: Mapped[int | None] = mapped_column(Integer)
+    invitor: Mapped[str | None] = mapped_column(String(64))
+    group_nickname: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
+    left_at: Mapped[datetime | None]
+    quit_scene: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class InboxEvent(Base):
+    """One accepted callback, stored before it is acknowledged."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime]
+    msg_type: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str | None] = mapped_column(String(64))
+    change_type: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    processed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxItem(Base):
+    """One intended effect on WeCom, unique by its idempotency key."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "lane", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    lane: Mapped[str] = mapped_column(String(16), default="normal")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_errcode: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+
+
+class TokenCache(Base):
+    """The access token, shared by every process; `refresh_lease_until` makes refresh
+    single-flight across processes."""
+
+    __tablename__ = "token_cache"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    access_token: Mapped[str | None] = mapped_column(String(512))
+    expires_at: Mapped[datetime | None]
+    refresh_lease_until: Mapped[datetime | None]
+    refresh_owner: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class SyncCheckpoint(Base):
+    """Progress of a `bot sync` step, so an interrupted sync resumes where it stopped."""
+
+    __tablename__ = "sync_checkpoints"
+
+    step: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_id: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
