@@ -158,6 +158,7 @@ class Settings(Section):
     """The whole configuration."""
 
     timezone: str = "Asia/Shanghai"
+    branch_name: str = "本支行"
     environment: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     wecom: WeComConfig = WeComConfig()

@@ -1,0 +1,198 @@
+"""The `bot` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+
+from bot.config import ConfigError, Settings, load_config
+from bot.logs import setup_logging
+from bot.store.db import Database, DatabaseNotMigrated
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="WeCom community-operations bot.")
+db_app = typer.Typer(no_args_is_help=True, help="Database administration.")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config.yaml to use (default: $BOT_CONFIG or ./config.yaml)"),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]config error[/red] {problem}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+    return settings
+
+
+def _database(settings: Settings) -> Database:
+    return Database.from_url(
+        settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+
+
+def _require_migrated(db: Database) -> None:
+    try:
+        db.check_migrated()
+    except DatabaseNotMigrated as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None, revision: str = "head") -> None:
+    """Migrate the database named by database.url."""
+    from bot.store.migrate import current_revision, upgrade
+
+    settings = _settings(config)
+    database = _database(settings)
+    upgrade(database.engine, revision)
+    console.print(f"database at revision {current_revision(database.engine)}")
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate config, calendars and content; exit non-zero listing each problem."""
+    from bot.checks import run_checks
+
+    _settings_or_none, problems = run_checks(config)
+    for problem in problems:
+        err.print(f"[red]✗[/red] {problem}", highlight=False)
+    if problems:
+        err.print(f"{len(problems)} problem(s) found")
+        raise typer.Exit(1)
+    console.print("[green]✓[/green] config, schedules and content are valid")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address (server.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (server.port)")] = None,
+) -> None:
+    """Run the HTTP app, dispatcher, outbox sender and scheduler in one process."""
+    import uvicorn
+
+    from bot.app import create_app
+
+    settings = _settings(config)
+    bot = create_app(settings)
+    _require_migrated(bot.db)
+    uvicorn.run(
+        bot.asgi,
+        host=host or settings.server.host,
+        port=port if port is not None else settings.server.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def sync(config: ConfigOption = None) -> None:
+    """Full pull of follow users, their customers, groups and corp tags (resumable)."""
+    from bot.app import create_app
+    from bot.sync import run_sync
+
+    settings = _settings(config)
+    bot = create_app(settings)
+    _require_migrated(bot.db)
+    report = asyncio.run(run_sync(bot, progress=True))
+    console.print(report.summary())
+
+
+@app.command()
+def tick(
+    config: ConfigOption = None,
+    at: Annotated[str | None, typer.Option("--at", help="ISO time to run as (default: now)")] = None,
+) -> None:
+    """Run whatever is due up to TIME (stored callbacks, outbox rows, housekeeping) and exit."""
+    from bot.app import create_app
+    from bot.clock import FrozenClock
+
+    settings = _settings(config)
+    clock = None
+    if at:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            err.print(f"--at: not an ISO date-time: {at!r}")
+            raise typer.Exit(2) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(settings.timezone))
+        clock = FrozenClock(when, ZoneInfo(settings.timezone))
+    bot = create_app(settings, clock=clock)
+    _require_migrated(bot.db)
+
+    async def run() -> int:
+        try:
+            done = await bot.drain()
+            await bot.ticker.housekeeping()
+            return done
+        finally:
+            await bot.wecom.aclose()
+
+    done = asyncio.run(run())
+    console.print(f"tick at {bot.clock.now().isoformat()}: {done} item(s) processed")
+
+
+@app.command()
+def sandbox(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="listen port")] = 8900,
+    callback_url: Annotated[
+        str | None, typer.Option(help="where to deliver callbacks (default: the bot's server)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed for the simulated branch")] = 7,
+    customers: Annotated[int, typer.Option(help="customers in the simulated branch")] = 300,
+) -> None:
+    """Run the local WeCom simulator (API, callbacks, OAuth) as a server."""
+    from bot.sandbox.server import run_sandbox
+
+    settings = _settings(config)
+    url = callback_url or f"http://{settings.server.host}:{settings.server.port}/wecom/callback"
+    run_sandbox(host=host, port=port, settings=settings, callback_url=url, seed=seed, customers=customers)
+
+
+@app.command()
+def demo(
+    size: Annotated[int, typer.Option(help="customers in the simulated branch")] = 300,
+    managers: Annotated[int, typer.Option(help="customer managers")] = 5,
+    groups: Annotated[int, typer.Option(help="customer groups")] = 12,
+    folder: Annotated[
+        Path | None, typer.Option("--dir", help="working folder (default: a fresh one under .demo/)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+) -> None:
+    """Run the whole product against the built-in WeCom sandbox and print a report."""
+    from bot.demo import run_demo
+
+    setup_logging("WARNING")
+    try:
+        asyncio.run(
+            run_demo(
+                customers=size, managers=managers, groups=groups, folder=folder, seed=seed,
+                console=console,
+            )
+        )
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)
+
+
+def main() -> None:
+    app()

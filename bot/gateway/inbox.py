@@ -1,0 +1,149 @@
+"""The inbox: every accepted callback stored once, under a unique dedupe key, before the ACK."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+
+from bot.gateway.events import CallbackEvent
+from bot.store.db import Database
+from bot.store.models import InboxEvent
+
+# Terminal states: rows in them are never claimed again and may be purged by age.
+FINISHED = ("done", "unhandled", "failed")
+
+
+def dedupe_key(plaintext: bytes) -> str:
+    """sha256 hex of the decrypted message.
+
+    Not FromUserName+CreateTime (WeCom's advice): every change_external_* event comes
+    from `sys`, so distinct events in the same second would collapse (WxJava #2314).
+    A retry carries the same plaintext, whatever random prefix its encryption used.
+    """
+    return hashlib.sha256(plaintext).hexdigest()
+
+
+_INBOX: Table = InboxEvent.metadata.tables[InboxEvent.__tablename__]
+
+
+@lru_cache(maxsize=4)
+def _insert_once(dialect: str) -> Insert:
+    """The INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect.
+
+    Built from the Core table and executed with parameters: constructing an ORM-enabled
+    INSERT per callback cost about 1 ms of CPU, most of the gateway's budget.
+    """
+    if dialect == "postgresql":
+        statement: Insert = postgresql.insert(_INBOX).on_conflict_do_nothing(
+            index_elements=["dedupe_key"]
+        )
+    elif dialect == "sqlite":
+        statement = sqlite.insert(_INBOX).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    return statement.returning(_INBOX.c.id)
+
+
+def store_event(
+    session: Session, *, key: str, event: CallbackEvent, payload: bytes, now: datetime
+) -> bool:
+    """Insert the callback unless its key is already stored; True if this call stored it."""
+    routing = event.routing_key
+    connection = session.connection()
+    row = connection.execute(
+        _insert_once(connection.dialect.name),
+        {
+            "dedupe_key": key,
+            "received_at": now,
+            # Truncated to the columns' widths: an odd value from WeCom must not turn a
+            # storable callback into a database error (and a lost event).
+            "msg_type": routing.msg_type[:32],
+            "event": routing.event[:64] if routing.event else None,
+            "change_type": routing.change_type[:64] if routing.change_type else None,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "lease_until": None,
+            "leased_by": None,
+            "processed_at": None,
+            "last_error": None,
+        },
+    ).first()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    key: str
+    event: CallbackEvent
+    payload: bytes
+    now: datetime
+    done: asyncio.Future[bool]
+
+
+class InboxWriter:
+    """Group commit for the gateway: callbacks arriving while a write is in flight share the
+    next transaction (and thread hop), each row still under its own ON CONFLICT insert.
+
+    A caller's future resolves only after the transaction holding its row committed, so an
+    acknowledgement still means "stored". With no concurrency every batch holds one row.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 64) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def store(self, *, key: str, event: CallbackEvent, payload: bytes, now: datetime) -> bool:
+        """Store one callback; True if new, False if its key was already stored."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(key, event, payload, now, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # Shielded: a caller that goes away must not cancel the write other callers share.
+        return await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+
+            def write(session: Session, batch: list[_Pending] = batch) -> list[bool]:
+                return [
+                    store_event(session, key=p.key, event=p.event, payload=p.payload, now=p.now)
+                    for p in batch
+                ]
+
+            try:
+                results = await self.db.run(write)
+            except Exception as exc:
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(exc)
+                continue
+            for pending, new in zip(batch, results, strict=True):
+                if not pending.done.done():
+                    pending.done.set_result(new)
+
+
+def purge_finished(session: Session, *, before: datetime) -> int:
+    """Delete finished rows received before `before` (retention); pending work is kept."""
+    result = session.execute(
+        delete(InboxEvent)
+        .where(InboxEvent.status.in_(FINISHED), InboxEvent.received_at < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+__all__ = ["FINISHED", "InboxWriter", "dedupe_key", "purge_finished", "store_event"]

@@ -1,0 +1,282 @@
+"""Background processing of the inbox: claim due rows under a lease, dispatch, record outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.config import DispatcherConfig
+from bot.dispatch import Registry
+from bot.gateway.events import CallbackEvent, UnknownEvent
+from bot.gateway.parse import parse_event
+from bot.gateway.xmlsafe import XmlRejected
+from bot.handlers.context import HandlerContext
+from bot.store.db import Database
+from bot.store.models import InboxEvent
+
+log = logging.getLogger(__name__)
+
+BACKOFF_CAP_SECONDS = 300
+ERROR_TEXT_LIMIT = 2000
+
+
+@dataclass
+class ProcessorCounters:
+    """Outcomes since start, for metrics."""
+
+    processed: int = 0
+    unhandled: int = 0
+    retried: int = 0
+    failed: int = 0
+    observer_errors: int = 0
+    lost_leases: int = 0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row this worker holds the lease on."""
+
+    id: int
+    payload: bytes
+    attempts: int
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Delay before the next try after `attempts` tries: 2, 4, 8, … capped at 300 s."""
+    return float(min(BACKOFF_CAP_SECONDS, 2 ** min(attempts, 16)))
+
+
+def _error_text(exc: BaseException) -> str:
+    # Class and message only: tracebacks go to the log, and the payload never leaves the row.
+    return f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
+
+
+class InboxProcessor:
+    """Works through due inbox rows; several processes may run one each (leases, SKIP LOCKED).
+
+    A claim increments `attempts`, so a row whose handler kills the process every time still
+    reaches `failed` instead of being recovered forever.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        registry: Registry,
+        ctx: HandlerContext,
+        config: DispatcherConfig,
+        worker_id: str,
+        *,
+        batch_size: int = 20,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.registry = registry
+        self.ctx = ctx
+        self.config = config
+        self.worker_id = worker_id
+        self.batch_size = batch_size
+        self.counters = ProcessorCounters()
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake the run loop (the gateway calls this after storing a new row)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain, then wait for a notify, `stop` or the poll interval; until `stop` is set."""
+        while not stop.is_set():
+            # Cleared before draining, so a notify that arrives mid-drain loops straight back.
+            self._wake.clear()
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("inbox drain failed; retrying after the poll interval")
+            await self._wait(stop)
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(
+                waiters,
+                timeout=self.config.poll_interval_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def drain(self) -> int:
+        """Process due rows until none remain; returns how many rows were processed."""
+        total = 0
+        while True:
+            batch = await self.db.run(self._claim)
+            if not batch:
+                return total
+            # One batch, in id order, one row at a time: events about one entity (a group's
+            # update then dismiss) are handled in the order they were stored.
+            for row in batch:
+                await self._process(row)
+            total += len(batch)
+
+    def _claim(self, session: Session) -> list[Claimed]:
+        now = self.clock.now()
+        due = or_(
+            and_(InboxEvent.status == "pending", InboxEvent.next_attempt_at <= now),
+            and_(InboxEvent.status == "processing", InboxEvent.lease_until < now),
+        )
+        candidates = select(InboxEvent.id).where(due).order_by(InboxEvent.id).limit(self.batch_size)
+        lease = {
+            "status": "processing",
+            "lease_until": now + timedelta(seconds=self.config.lease_seconds),
+            "leased_by": self.worker_id,
+            "attempts": InboxEvent.attempts + 1,
+        }
+        returning = (InboxEvent.id, InboxEvent.payload, InboxEvent.attempts)
+        if self.db.is_postgres:
+            # Lock the candidates, skipping rows another worker's claim holds, so workers
+            # never wait on each other; the UPDATE then touches only rows locked here.
+            ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
+            if not ids:
+                return []
+            chosen = InboxEvent.id.in_(ids)
+        else:
+            # SQLite serialises writers, so one UPDATE … WHERE id IN (SELECT …) is atomic.
+            chosen = InboxEvent.id.in_(candidates.scalar_subquery())
+        # The due condition is repeated so the UPDATE is safe on its own, whatever the locks.
+        statement = update(InboxEvent).where(chosen, due)
+        result = session.execute(
+            statement.values(**lease)
+            .returning(*returning)
+            .execution_options(synchronize_session=False)
+        )
+        rows = [Claimed(id=r[0], payload=r[1], attempts=r[2]) for r in result]
+        return sorted(rows, key=lambda r: r.id)
+
+    async def _process(self, row: Claimed) -> None:
+        if row.attempts > self.config.max_attempts:
+            # The previous try was the last one allowed and its worker never reported back.
+            await self._finish(
+                row,
+                status="failed",
+                error=f"abandoned: lease expired after {row.attempts - 1} attempts",
+            )
+            self.counters.failed += 1
+            return
+        try:
+            event = parse_event(row.payload, max_bytes=max(len(row.payload), 1))
+        except XmlRejected as exc:
+            # The gateway parsed it once; retrying cannot make it parse.
+            log.error("inbox row %d no longer parses: %s", row.id, exc.reason)
+            await self._finish(row, status="failed", error=_error_text(exc))
+            self.counters.failed += 1
+            return
+        await self._observe(event, row)
+        handler = self.registry.resolve(event)
+        if handler is None:
+            self._log_unhandled(event, row)
+            await self._finish(row, status="unhandled")
+            self.counters.unhandled += 1
+            return
+        try:
+            await handler(event, self.ctx)
+        except Exception as exc:
+            await self._failed_attempt(row, event, exc)
+            return
+        await self._finish(row, status="done")
+        self.counters.processed += 1
+
+    async def _observe(self, event: CallbackEvent, row: Claimed) -> None:
+        # Observers are for audit and metrics: one failing must not block or retry the
+        # handler, so its error is logged and counted, not propagated.
+        for observer in self.registry.observers:
+            try:
+                await observer(event, self.ctx)
+            except Exception:
+                self.counters.observer_errors += 1
+                log.exception("observer %r failed on inbox row %d", observer, row.id)
+
+    def _log_unhandled(self, event: CallbackEvent, row: Claimed) -> None:
+        if isinstance(event, UnknownEvent) and event.error:
+            log.warning(
+                "inbox row %d %s kept unhandled: %s", row.id, event.routing_key, event.error
+            )
+        else:
+            log.info("inbox row %d %s has no handler", row.id, event.routing_key)
+
+    async def _failed_attempt(self, row: Claimed, event: CallbackEvent, exc: Exception) -> None:
+        error = _error_text(exc)
+        if row.attempts >= self.config.max_attempts:
+            log.error(
+                "inbox row %d %s failed for good after %d attempts: %s",
+                row.id,
+                event.routing_key,
+                row.attempts,
+                error,
+                exc_info=exc,
+            )
+            await self._finish(row, status="failed", error=error)
+            self.counters.failed += 1
+            return
+        delay = backoff_seconds(row.attempts)
+        log.warning(
+            "inbox row %d %s attempt %d failed, retrying in %.0f s: %s",
+            row.id,
+            event.routing_key,
+            row.attempts,
+            delay,
+            error,
+            exc_info=exc,
+        )
+        await self._finish(
+            row,
+            status="pending",
+            error=error,
+            next_attempt_at=self.clock.now() + timedelta(seconds=delay),
+        )
+        self.counters.retried += 1
+
+    async def _finish(
+        self,
+        row: Claimed,
+        *,
+        status: str,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        now = self.clock.now()
+        values: dict[str, object] = {"status": status, "lease_until": None, "leased_by": None}
+        if status == "pending":
+            values["next_attempt_at"] = next_attempt_at or now
+        else:
+            values["processed_at"] = now
+        if error is not None:
+            values["last_error"] = error
+
+        def finish(session: Session) -> int:
+            # Only while this worker still holds the lease: if it expired and another
+            # worker took the row over, that worker's outcome is the one that counts.
+            result = session.execute(
+                update(InboxEvent)
+                .where(
+                    InboxEvent.id == row.id,
+                    InboxEvent.status == "processing",
+                    InboxEvent.leased_by == self.worker_id,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        if await self.db.run(finish) == 0:
+            self.counters.lost_leases += 1
+            log.warning("inbox row %d: lease lost before recording %s", row.id, status)
+
+
+__all__ = ["Claimed", "InboxProcessor", "ProcessorCounters", "backoff_seconds"]

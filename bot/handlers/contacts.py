@@ -1,0 +1,150 @@
+"""change_external_contact: welcome new customers fast, keep follow relations mirrored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot import mirror
+from bot.clock import utc_from_timestamp
+from bot.fetch import fetch_contact
+from bot.gateway.events import (
+    AddExternalContact,
+    AddHalfExternalContact,
+    DelExternalContact,
+    DelFollowUser,
+    EditExternalContact,
+    TransferFail,
+)
+from bot.handlers.context import HandlerContext
+from bot.outbox.queue import FAST
+from bot.privacy import hash_id
+from bot.store.models import Member
+from bot.templates import RenderError
+from bot.wecom.errors import NotExternalContact
+
+WELCOME_KIND = "welcome_msg"
+WELCOME_WINDOW_SECONDS = 20  # WeCom: a welcome_code is usable once, within 20 s
+
+
+def welcome_template_for(ctx: HandlerContext, state: str | None) -> str:
+    by_state = ctx.settings.welcome.by_state
+    if state and state in by_state:
+        return by_state[state]
+    return ctx.settings.welcome.default_template
+
+
+async def enqueue_welcome(ctx: HandlerContext, event: AddExternalContact | AddHalfExternalContact) -> bool:
+    """Queue the welcome message on the fast lane; True if a row was created."""
+    if not event.welcome_code or not ctx.settings.welcome.enabled:
+        return False
+    created = utc_from_timestamp(event.create_time)
+    now = ctx.clock.now()
+    expires = created + timedelta(seconds=WELCOME_WINDOW_SECONDS)
+
+    def member_name(session: object) -> str | None:
+        from sqlalchemy.orm import Session
+
+        assert isinstance(session, Session)
+        member = session.get(Member, event.user_id)
+        return member.name if member and member.name else None
+
+    name = await ctx.db.run(member_name)
+    template = welcome_template_for(ctx, event.state)
+    try:
+        text = ctx.templates.render(
+            template, manager=name or "您的客户经理", state=event.state or "", branch=ctx.settings.branch_name
+        )
+    except RenderError:
+        ctx.log.exception("welcome template %s failed; nothing sent", template)
+        return False
+    payload = {
+        "welcome_code": event.welcome_code,
+        "text": {"content": text},
+        "userid": event.user_id,
+        "external_userid": event.external_user_id,
+    }
+    inserted = await ctx.db.run(
+        lambda s: ctx.outbox.enqueue(
+            s,
+            key=f"welcome:{event.welcome_code}",
+            kind=WELCOME_KIND,
+            payload=payload,
+            now=now,
+            expires_at=expires,
+            lane=FAST,
+        )
+    )
+    if inserted:
+        ctx.outbox.notify(FAST)
+    return inserted
+
+
+async def refresh_contact(ctx: HandlerContext, external_userid: str) -> None:
+    """Re-read a customer from WeCom, retrying briefly on 84061 (WeCom lags right after an
+    add), and store what it says."""
+    delays = list(ctx.settings.welcome.fetch_retry_seconds)
+    while True:
+        try:
+            contact, follow_users, complete = await fetch_contact(ctx.wecom, external_userid)
+            break
+        except NotExternalContact:
+            if not delays:
+                raise
+            await ctx.clock.sleep(delays.pop(0))
+    now = ctx.clock.now()
+    await ctx.db.run(
+        lambda s: mirror.apply_contact_detail(s, contact, follow_users, now=now, complete=complete)
+    )
+
+
+async def on_add(ctx: HandlerContext, event: AddExternalContact | AddHalfExternalContact) -> None:
+    # The welcome goes first: its code dies 20 s after the event, the detail can wait.
+    await enqueue_welcome(ctx, event)
+    now = ctx.clock.now()
+    await ctx.db.run(lambda s: mirror.upsert_member(s, event.user_id, now=now))
+    await refresh_contact(ctx, event.external_user_id)
+    ctx.log.info(
+        "customer %s added %s via state %s", hash_id(event.external_user_id), event.user_id, event.state
+    )
+
+
+async def on_add_external_contact(event: AddExternalContact, ctx: HandlerContext) -> None:
+    await on_add(ctx, event)
+
+
+async def on_add_half_external_contact(event: AddHalfExternalContact, ctx: HandlerContext) -> None:
+    await on_add(ctx, event)
+
+
+async def on_edit_external_contact(event: EditExternalContact, ctx: HandlerContext) -> None:
+    await refresh_contact(ctx, event.external_user_id)
+
+
+async def on_del_external_contact(event: DelExternalContact, ctx: HandlerContext) -> None:
+    reason = "transferred" if event.source == "DELETE_BY_TRANSFER" else "deleted_by_member"
+    now = ctx.clock.now()
+    await ctx.db.run(
+        lambda s: mirror.end_relation(s, event.external_user_id, event.user_id, reason=reason, now=now)
+    )
+
+
+async def on_del_follow_user(event: DelFollowUser, ctx: HandlerContext) -> None:
+    now = ctx.clock.now()
+    await ctx.db.run(
+        lambda s: mirror.end_relation(
+            s, event.external_user_id, event.user_id, reason=mirror.CUSTOMER_DELETED, now=now
+        )
+    )
+
+
+async def on_transfer_fail(event: TransferFail, ctx: HandlerContext) -> None:
+    now = ctx.clock.now()
+    await ctx.db.run(
+        lambda s: mirror.record_transfer_fail(
+            s, event.external_user_id, event.user_id, reason=event.fail_reason or "unknown", now=now
+        )
+    )
+    ctx.log.warning(
+        "transfer of customer %s to %s failed: %s",
+        hash_id(event.external_user_id), event.user_id, event.fail_reason,
+    )

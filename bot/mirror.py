@@ -1,0 +1,392 @@
+"""The local mirror of WeCom: upserts from API responses (WeCom's JSON shapes, as dicts).
+
+Callbacks and `bot sync` both land here, so a customer fetched either way is stored the
+same way. API-made changes produce no callback, so services that change WeCom through the
+API also call these functions on their own success path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from bot.clock import utc_from_timestamp
+from bot.store.models import (
+    CorpTag,
+    Customer,
+    FollowRelation,
+    FollowTag,
+    Group,
+    GroupMember,
+    Member,
+    TagGroup,
+)
+
+ACTIVE = "active"
+ENDED = "ended"
+CUSTOMER_DELETED = "deleted_by_customer"
+
+
+def upsert_member(session: Session, userid: str, *, now: datetime, name: str | None = None) -> Member:
+    member = session.get(Member, userid)
+    if member is None:
+        member = Member(userid=userid, name=name, follow_enabled=True, updated_at=now)
+        session.add(member)
+    else:
+        if name:
+            member.name = name
+        member.follow_enabled = True
+        member.updated_at = now
+    return member
+
+
+def set_follow_users(session: Session, userids: Iterable[str], *, now: datetime) -> int:
+    """Record the members with customer contact enabled; others lose the flag."""
+    wanted = set(userids)
+    for userid in sorted(wanted):
+        upsert_member(session, userid, now=now)
+    session.execute(
+        update(Member)
+        .where(Member.userid.not_in(wanted) if wanted else Member.userid.is_not(None))
+        .values(follow_enabled=False, updated_at=now)
+    )
+    return len(wanted)
+
+
+def _upsert_customer(session: Session, contact: Mapping[str, Any], now: datetime) -> Customer:
+    external_userid = str(contact["external_userid"])
+    customer = session.get(Customer, external_userid)
+    if customer is None:
+        customer = Customer(external_userid=external_userid, created_at=now, updated_at=now)
+        session.add(customer)
+    customer.name = contact.get("name")
+    customer.type = contact.get("type")
+    customer.gender = contact.get("gender")
+    customer.unionid = contact.get("unionid") or customer.unionid
+    customer.corp_name = contact.get("corp_name") or contact.get("corp_full_name")
+    customer.avatar = contact.get("avatar")
+    customer.fetched_at = now
+    customer.updated_at = now
+    return customer
+
+
+def _upsert_follow(
+    session: Session, external_userid: str, info: Mapping[str, Any], now: datetime
+) -> FollowRelation:
+    userid = str(info["userid"])
+    relation = session.scalar(
+        select(FollowRelation).where(
+            FollowRelation.external_userid == external_userid, FollowRelation.userid == userid
+        )
+    )
+    if relation is None:
+        relation = FollowRelation(external_userid=external_userid, userid=userid, updated_at=now)
+        session.add(relation)
+    relation.remark = info.get("remark")
+    relation.description = info.get("description")
+    relation.remark_corp_name = info.get("remark_corp_name")
+    mobiles = info.get("remark_mobiles")
+    relation.remark_mobiles = list(mobiles) if mobiles else []
+    relation.add_way = info.get("add_way")
+    relation.state = info.get("state") or relation.state
+    relation.oper_userid = info.get("oper_userid")
+    created = info.get("createtime")
+    added_at = utc_from_timestamp(int(created)) if created else relation.added_at
+    # A customer who deleted the member is still listed for that member, so being listed
+    # revives a relation only when it was ended otherwise, or the customer added them anew.
+    deleted_by_customer = (
+        relation.status == ENDED
+        and relation.ended_reason == CUSTOMER_DELETED
+        and added_at == relation.added_at
+    )
+    relation.added_at = added_at
+    if not deleted_by_customer:
+        relation.status = ACTIVE
+        relation.ended_at = None
+        relation.ended_reason = None
+    relation.updated_at = now
+    session.flush([relation])
+    _replace_follow_tags(session, relation.id, _tag_ids(info))
+    return relation
+
+
+def _tag_ids(info: Mapping[str, Any]) -> list[tuple[str, int | None]]:
+    if "tags" in info:  # externalcontact/get: tags[{tag_id, type, ...}]
+        return [(str(t["tag_id"]), t.get("type")) for t in info.get("tags") or [] if t.get("tag_id")]
+    return [(str(t), None) for t in info.get("tag_id") or []]  # batch/get_by_user: tag_id[]
+
+
+def _replace_follow_tags(session: Session, follow_id: int, tags: list[tuple[str, int | None]]) -> None:
+    existing = set(session.scalars(select(FollowTag.tag_id).where(FollowTag.follow_id == follow_id)))
+    wanted = dict(tags)
+    gone = existing - set(wanted)
+    if gone:
+        session.execute(
+            delete(FollowTag).where(FollowTag.follow_id == follow_id, FollowTag.tag_id.in_(gone))
+        )
+    for tag_id, tag_type in wanted.items():
+        if tag_id not in existing:
+            session.add(FollowTag(follow_id=follow_id, tag_id=tag_id, tag_type=tag_type))
+
+
+def apply_contact_detail(
+    session: Session,
+    external_contact: Mapping[str, Any],
+    follow_users: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    complete: bool,
+) -> Customer:
+    """Store `externalcontact/get`'s answer. With `complete` (every follow user was read),
+    relations WeCom no longer lists are marked ended."""
+    customer = _upsert_customer(session, external_contact, now)
+    seen: set[str] = set()
+    for info in follow_users:
+        _upsert_follow(session, customer.external_userid, info, now)
+        seen.add(str(info["userid"]))
+    if complete:
+        session.execute(
+            update(FollowRelation)
+            .where(
+                FollowRelation.external_userid == customer.external_userid,
+                FollowRelation.status == ACTIVE,
+                FollowRelation.userid.not_in(seen) if seen else FollowRelation.userid.is_not(None),
+            )
+            .values(status=ENDED, ended_at=now, ended_reason="not_listed", updated_at=now)
+        )
+    return customer
+
+
+def apply_batch_item(session: Session, item: Mapping[str, Any], *, now: datetime) -> Customer:
+    """Store one entry of `batch/get_by_user`: a customer and one member's follow info."""
+    customer = _upsert_customer(session, item["external_contact"], now)
+    _upsert_follow(session, customer.external_userid, item["follow_info"], now)
+    return customer
+
+
+def end_relation(
+    session: Session, external_userid: str, userid: str, *, reason: str, now: datetime
+) -> bool:
+    """Mark a relation ended (history is kept); True if one was active."""
+    result = session.execute(
+        update(FollowRelation)
+        .where(
+            FollowRelation.external_userid == external_userid,
+            FollowRelation.userid == userid,
+            FollowRelation.status == ACTIVE,
+        )
+        .values(status=ENDED, ended_at=now, ended_reason=reason, updated_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def record_transfer_fail(
+    session: Session, external_userid: str, userid: str, *, reason: str, now: datetime
+) -> None:
+    relation = session.scalar(
+        select(FollowRelation).where(
+            FollowRelation.external_userid == external_userid, FollowRelation.userid == userid
+        )
+    )
+    if relation is None:
+        if session.get(Customer, external_userid) is None:
+            session.add(Customer(external_userid=external_userid, created_at=now, updated_at=now))
+            session.flush()
+        relation = FollowRelation(
+            external_userid=external_userid, userid=userid, status=ACTIVE, updated_at=now
+        )
+        session.add(relation)
+    relation.transfer_fail_reason = reason
+    relation.updated_at = now
+
+
+# -- groups -------------------------------------------------------------------------------
+
+
+def apply_group_detail(session: Session, chat: Mapping[str, Any], *, now: datetime) -> Group:
+    """Store `groupchat/get`'s group_chat: the group and its whole membership."""
+    chat_id = str(chat["chat_id"])
+    group = session.get(Group, chat_id)
+    if group is None:
+        group = Group(chat_id=chat_id, updated_at=now)
+        session.add(group)
+    group.name = chat.get("name")
+    group.owner = chat.get("owner")
+    group.notice = chat.get("notice")
+    group.create_time = chat.get("create_time")
+    group.member_version = chat.get("member_version")
+    group.status = ACTIVE
+    group.dismissed_at = None
+    group.fetched_at = now
+    group.updated_at = now
+    session.flush([group])
+    current = {
+        m.member_id: m
+        for m in session.scalars(select(GroupMember).where(GroupMember.chat_id == chat_id))
+    }
+    listed: set[str] = set()
+    for entry in chat.get("member_list") or []:
+        member_id = str(entry["userid"])
+        listed.add(member_id)
+        row = current.get(member_id)
+        if row is None:
+            row = GroupMember(chat_id=chat_id, member_id=member_id, updated_at=now)
+            session.add(row)
+        row.type = int(entry.get("type") or 2)
+        row.unionid = entry.get("unionid")
+        row.join_time = entry.get("join_time")
+        row.join_scene = entry.get("join_scene")
+        invitor = entry.get("invitor") or {}
+        row.invitor = invitor.get("userid") if isinstance(invitor, Mapping) else None
+        row.group_nickname = entry.get("group_nickname")
+        row.name = entry.get("name") or row.name
+        row.left_at = None
+        row.quit_scene = None
+        row.updated_at = now
+    for member_id, row in current.items():
+        if member_id not in listed and row.left_at is None:
+            row.left_at = now
+            row.updated_at = now
+    return group
+
+
+def stored_member_version(session: Session, chat_id: str) -> str | None:
+    return session.scalar(select(Group.member_version).where(Group.chat_id == chat_id))
+
+
+def apply_member_change(
+    session: Session,
+    chat_id: str,
+    *,
+    joined: Iterable[str] = (),
+    left: Iterable[str] = (),
+    join_scene: int | None = None,
+    quit_scene: int | None = None,
+    member_version: str | None,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """Apply a callback's MemChangeList to a group whose version matched LastMemVer."""
+    for member_id in joined:
+        row = session.get(GroupMember, (chat_id, member_id))
+        if row is None:
+            row = GroupMember(chat_id=chat_id, member_id=member_id, updated_at=now)
+            session.add(row)
+        # WeCom ids tell members (no prefix) from external contacts (wm/wo prefixes).
+        row.type = 2 if member_id.startswith(("wm", "wo")) else 1
+        row.join_time = int(at.timestamp())
+        row.join_scene = join_scene
+        row.left_at = None
+        row.quit_scene = None
+        row.updated_at = now
+    for member_id in left:
+        session.execute(
+            update(GroupMember)
+            .where(GroupMember.chat_id == chat_id, GroupMember.member_id == member_id)
+            .values(left_at=now, quit_scene=quit_scene, updated_at=now)
+        )
+    session.execute(
+        update(Group)
+        .where(Group.chat_id == chat_id)
+        .values(member_version=member_version, updated_at=now)
+    )
+
+
+def dismiss_group(session: Session, chat_id: str, *, now: datetime) -> None:
+    group = session.get(Group, chat_id)
+    if group is None:
+        group = Group(chat_id=chat_id, updated_at=now)
+        session.add(group)
+    group.status = "dismissed"
+    group.dismissed_at = now
+    group.updated_at = now
+    session.execute(
+        update(GroupMember)
+        .where(GroupMember.chat_id == chat_id, GroupMember.left_at.is_(None))
+        .values(left_at=now, updated_at=now)
+    )
+
+
+# -- tags ---------------------------------------------------------------------------------
+
+
+def apply_tag_groups(
+    session: Session,
+    groups: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    complete_scope: set[str] | None,
+) -> int:
+    """Store `get_corp_tag_list`'s tag_group list.
+
+    `complete_scope` names the groups the answer is complete for: tags of those groups
+    that are missing from the answer are marked deleted. Pass None for a partial answer.
+    Returns how many tags were stored.
+    """
+    count = 0
+    seen_tags: set[str] = set()
+    seen_groups: set[str] = set()
+    for g in groups:
+        group_id = str(g["group_id"])
+        seen_groups.add(group_id)
+        row = session.get(TagGroup, group_id)
+        if row is None:
+            row = TagGroup(group_id=group_id, name=str(g.get("group_name", "")), updated_at=now)
+            session.add(row)
+        row.name = str(g.get("group_name", row.name))
+        row.order = int(g.get("order") or 0)
+        row.create_time = g.get("create_time")
+        row.strategy_id = g.get("strategy_id")
+        row.deleted = bool(g.get("deleted", False))
+        row.updated_at = now
+        session.flush([row])
+        for t in g.get("tag") or []:
+            tag_id = str(t["id"])
+            seen_tags.add(tag_id)
+            tag = session.get(CorpTag, tag_id)
+            if tag is None:
+                tag = CorpTag(tag_id=tag_id, group_id=group_id, name=str(t["name"]), updated_at=now)
+                session.add(tag)
+            tag.group_id = group_id
+            tag.name = str(t["name"])
+            tag.order = int(t.get("order") or 0)
+            tag.create_time = t.get("create_time")
+            tag.deleted = bool(t.get("deleted", False))
+            tag.updated_at = now
+            count += 1
+    if complete_scope is not None:
+        scope_filter = (
+            CorpTag.group_id.in_(complete_scope) if complete_scope else CorpTag.group_id.is_not(None)
+        )
+        session.execute(
+            update(CorpTag)
+            .where(scope_filter, CorpTag.tag_id.not_in(seen_tags) if seen_tags else True)
+            .values(deleted=True, updated_at=now)
+        )
+        group_filter = (
+            TagGroup.group_id.in_(complete_scope) if complete_scope else TagGroup.group_id.is_not(None)
+        )
+        session.execute(
+            update(TagGroup)
+            .where(group_filter, TagGroup.group_id.not_in(seen_groups) if seen_groups else True)
+            .values(deleted=True, updated_at=now)
+        )
+    return count
+
+
+def delete_tag_or_group(session: Session, ident: str, *, tag_type: str, now: datetime) -> None:
+    if tag_type == "tag_group":
+        session.execute(
+            update(TagGroup).where(TagGroup.group_id == ident).values(deleted=True, updated_at=now)
+        )
+        session.execute(
+            update(CorpTag).where(CorpTag.group_id == ident).values(deleted=True, updated_at=now)
+        )
+    else:
+        session.execute(
+            update(CorpTag).where(CorpTag.tag_id == ident).values(deleted=True, updated_at=now)
+        )

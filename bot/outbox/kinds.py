@@ -1,0 +1,78 @@
+"""The outbox row kinds the product uses, and what each does on WeCom."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot.outbox.effects import Effect, EffectRegistry
+
+if TYPE_CHECKING:
+    from bot.wecom.client import WeComClient
+
+WELCOME_MSG = "welcome_msg"
+APP_MESSAGE = "app_message"
+MARK_TAG = "mark_tag"
+
+
+async def _send_welcome(client: WeComClient, payload: dict[str, Any]) -> dict[str, Any]:
+    await client.externalcontact.send_welcome_msg(
+        payload["welcome_code"],
+        text=payload.get("text"),
+        attachments=payload.get("attachments") or (),
+    )
+    return {"sent": True}
+
+
+async def _send_app_message(client: WeComClient, payload: dict[str, Any]) -> dict[str, Any]:
+    # Rows are {msgtype, content, touser}; duplicate check is a safety net against repeats.
+    result = await client.message.send(
+        payload["msgtype"],
+        payload["content"],
+        touser=payload["touser"],
+        enable_duplicate_check=True,
+    )
+    return result.model_dump(mode="json", exclude={"errcode", "errmsg"})
+
+
+async def _mark_tag(client: WeComClient, payload: dict[str, Any]) -> dict[str, Any]:
+    await client.tags.mark_tag(
+        payload["userid"],
+        payload["external_userid"],
+        add_tag=payload.get("add_tag") or (),
+        remove_tag=payload.get("remove_tag") or (),
+    )
+    return {"marked": True}
+
+
+def _single_recipient(payload: dict[str, Any]) -> str | None:
+    touser = str(payload.get("touser", ""))
+    return touser if touser and "|" not in touser else None
+
+
+def default_effects() -> EffectRegistry:
+    registry = EffectRegistry()
+    registry.register(
+        Effect(
+            kind=WELCOME_MSG,
+            api_path="externalcontact/send_welcome_msg",
+            execute=_send_welcome,
+            # A repeat cannot double-send: WeCom answers 41051 for a used code.
+            idempotent=True,
+            done_errcodes=frozenset({41051}),
+            retry_once_errcodes=frozenset({41096}),
+        )
+    )
+    registry.register(
+        Effect(
+            kind=APP_MESSAGE,
+            api_path="message/send",
+            execute=_send_app_message,
+            # Rows carry enable_duplicate_check, so WeCom drops a repeat within the interval.
+            idempotent=True,
+            member_of=_single_recipient,
+        )
+    )
+    registry.register(
+        Effect(kind=MARK_TAG, api_path="externalcontact/mark_tag", execute=_mark_tag, idempotent=True)
+    )
+    return registry

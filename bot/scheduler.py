@@ -1,0 +1,83 @@
+"""APScheduler 3 as a clock only: it says when to look; the database says what is due.
+
+Its job store cannot be shared between processes, so no business item is ever an
+APScheduler job: jobs only wake the workers and run housekeeping that is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.store.db import Database
+from bot.store.models import InboxEvent
+
+log = logging.getLogger("bot.scheduler")
+
+WAKE_SECONDS = 15
+
+
+def purge_inbox(session: Session, *, before: datetime) -> int:
+    """Drop processed callbacks older than the retention (their dedupe keys have served)."""
+    result = session.execute(
+        delete(InboxEvent).where(
+            InboxEvent.received_at < before, InboxEvent.status.in_(("done", "unhandled"))
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class Ticker:
+    """Periodic wake-ups and housekeeping for `bot serve`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        wake: Sequence[Callable[[], None]],
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.wake = list(wake)
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler(timezone=self.settings.timezone)
+        # A missed wake-up is harmless and one catch-up is enough: coalesce, short grace.
+        scheduler.add_job(
+            self.wake_all, "interval", seconds=WAKE_SECONDS, id="wake",
+            coalesce=True, max_instances=1, misfire_grace_time=WAKE_SECONDS,
+        )
+        scheduler.add_job(
+            self.housekeeping, "cron", hour=3, minute=17, id="housekeeping",
+            coalesce=True, max_instances=1, misfire_grace_time=6 * 3600,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+
+    def wake_all(self) -> None:
+        for wake in self.wake:
+            wake()
+
+    async def housekeeping(self) -> int:
+        hours = self.settings.callback.inbox_retention_hours
+        before = self.clock.now() - timedelta(hours=hours)
+        removed = await self.db.run(lambda s: purge_inbox(s, before=before))
+        if removed:
+            log.info("purged %d processed callbacks older than %d h", removed, hours)
+        return removed

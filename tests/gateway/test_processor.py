@@ -1,0 +1,481 @@
+"""The inbox processor: dispatch, observers, unhandled, retries with backoff, leases, run loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.clock import FrozenClock
+from bot.config import DispatcherConfig, Settings
+from bot.dispatch import Registry
+from bot.gateway.events import (
+    AddExternalContact,
+    CallbackEvent,
+    DelFollowUser,
+    EventKey,
+    ExternalChatUpdate,
+    UnknownEvent,
+)
+from bot.gateway.inbox import dedupe_key, store_event
+from bot.gateway.parse import parse_event
+from bot.gateway.processor import InboxProcessor, backoff_seconds
+from bot.handlers.context import HandlerContext
+from bot.store.db import Database
+from bot.store.models import InboxEvent
+from tests.gateway.conftest import fixture_xml, inbox_rows, make_context
+
+CONTACT = EventKey("event", "change_external_contact")
+ADD = EventKey("event", "change_external_contact", "add_external_contact")
+CHAT_UPDATE = EventKey("event", "change_external_chat", "update")
+
+
+def store(db: Database, clock: FrozenClock, plaintext: bytes) -> None:
+    event = parse_event(plaintext)
+    key = dedupe_key(plaintext)
+    assert db.call(
+        lambda s: store_event(s, key=key, event=event, payload=plaintext, now=clock.now())
+    )
+
+
+def chat_update(n: int) -> bytes:
+    """Distinct update events for one group (the versions make each plaintext unique)."""
+    return fixture_xml("external_chat_update").replace(
+        b"71217227bbd112ecfe3a49c482195cb4", f"version-{n:04d}".encode()
+    )
+
+
+def make_processor(
+    db: Database,
+    clock: FrozenClock,
+    registry: Registry,
+    ctx: HandlerContext,
+    *,
+    worker_id: str = "worker-1",
+    max_attempts: int = 3,
+    batch_size: int = 20,
+) -> InboxProcessor:
+    config = DispatcherConfig(max_attempts=max_attempts, lease_seconds=60, poll_interval_seconds=5)
+    return InboxProcessor(db, clock, registry, ctx, config, worker_id, batch_size=batch_size)
+
+
+class Recorder:
+    """Handlers and observers that remember what they saw."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, CallbackEvent]] = []
+
+    def handler(self, name: str):
+        async def handle(event: CallbackEvent, ctx: HandlerContext) -> None:
+            assert isinstance(ctx, HandlerContext)
+            self.calls.append((name, event))
+
+        return handle
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+async def test_dispatches_to_the_most_specific_handler(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(ADD, seen.handler("add"))
+    registry.register(CONTACT, seen.handler("contact"))
+    store(db, clock, fixture_xml("add_external_contact"))
+    store(db, clock, fixture_xml("del_follow_user"))
+    processor = make_processor(db, clock, registry, handler_context)
+
+    assert await processor.drain() == 2
+
+    assert seen.names() == ["add", "contact"]
+    assert isinstance(seen.calls[0][1], AddExternalContact)
+    assert isinstance(seen.calls[1][1], DelFollowUser)
+    rows = inbox_rows(db)
+    assert [r.status for r in rows] == ["done", "done"]
+    assert all(r.processed_at == clock.now() for r in rows)
+    assert all(r.lease_until is None and r.leased_by is None for r in rows)
+    assert processor.counters.processed == 2
+
+
+async def test_processed_once_a_second_drain_does_nothing(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(CONTACT, seen.handler("contact"))
+    store(db, clock, fixture_xml("del_follow_user"))
+    processor = make_processor(db, clock, registry, handler_context)
+
+    assert await processor.drain() == 1
+    clock.advance(timedelta(hours=1))
+    assert await processor.drain() == 0
+    assert await make_processor(db, clock, registry, handler_context, worker_id="w2").drain() == 0
+    assert seen.names() == ["contact"]
+
+
+async def test_observers_see_every_event_handled_or_not(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(ADD, seen.handler("add"))
+    registry.observe(seen.handler("audit"))
+    registry.observe(seen.handler("metrics"))
+    for name in ("add_external_contact", "unknown_event", "text_message"):
+        store(db, clock, fixture_xml(name))
+
+    await make_processor(db, clock, registry, handler_context).drain()
+
+    assert seen.names() == [
+        "audit", "metrics", "add",  # observers run before the handler
+        "audit", "metrics",
+        "audit", "metrics",
+    ]  # fmt: skip
+    assert isinstance(seen.calls[3][1], UnknownEvent)
+
+
+async def test_unknown_event_is_unhandled_without_an_error(
+    db: Database,
+    clock: FrozenClock,
+    handler_context: HandlerContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.gateway.processor")
+    registry = Registry()
+    registry.register(EventKey("event"), Recorder().handler("catch-all"))
+    store(db, clock, fixture_xml("unknown_event"))
+    store(db, clock, fixture_xml("text_message"))  # modelled, but nobody registered for it
+    processor = make_processor(db, clock, registry, handler_context)
+
+    assert await processor.drain() == 2
+
+    assert [r.status for r in inbox_rows(db)] == ["unhandled", "unhandled"]
+    assert all(r.processed_at == clock.now() and r.last_error is None for r in inbox_rows(db))
+    assert processor.counters.unhandled == 2
+    assert "event/enter_agent has no handler" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_failing_handler_backs_off_then_fails_for_good(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    attempts: list[int] = []
+
+    async def boom(event: CallbackEvent, ctx: HandlerContext) -> None:
+        attempts.append(1)
+        raise RuntimeError(f"WeCom said no (try {len(attempts)})")
+
+    registry = Registry()
+    registry.register(CONTACT, boom)
+    store(db, clock, fixture_xml("del_follow_user"))
+    processor = make_processor(db, clock, registry, handler_context, max_attempts=3)
+    start = clock.now()
+
+    assert await processor.drain() == 1
+    [row] = inbox_rows(db)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.next_attempt_at == start + timedelta(seconds=2)
+    assert row.last_error == "RuntimeError: WeCom said no (try 1)"
+    assert row.lease_until is None
+
+    assert await processor.drain() == 0  # not due yet
+    clock.advance(timedelta(seconds=2))
+    assert await processor.drain() == 1
+    [row] = inbox_rows(db)
+    assert (row.status, row.attempts) == ("pending", 2)
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=4)
+
+    clock.advance(timedelta(seconds=4))
+    assert await processor.drain() == 1
+    [row] = inbox_rows(db)
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert row.last_error == "RuntimeError: WeCom said no (try 3)"
+    assert row.processed_at == clock.now()
+
+    clock.advance(timedelta(days=1))
+    assert await processor.drain() == 0
+    assert len(attempts) == 3
+    assert (processor.counters.retried, processor.counters.failed) == (2, 1)
+
+
+async def test_a_retry_that_succeeds_is_done(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    calls: list[int] = []
+
+    async def flaky(event: CallbackEvent, ctx: HandlerContext) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("groupchat/get timed out")
+
+    registry = Registry()
+    registry.register(CHAT_UPDATE, flaky)
+    store(db, clock, fixture_xml("external_chat_update"))
+    processor = make_processor(db, clock, registry, handler_context)
+
+    await processor.drain()
+    clock.advance(timedelta(seconds=2))
+    await processor.drain()
+    [row] = inbox_rows(db)
+    assert (row.status, row.attempts) == ("done", 2)
+    assert len(calls) == 2
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff_seconds(n) for n in (1, 2, 3, 8, 9, 50)] == [2, 4, 8, 256, 300, 300]
+
+
+async def test_failing_observer_does_not_block_the_handler(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen = Recorder()
+
+    async def broken(event: CallbackEvent, ctx: HandlerContext) -> None:
+        raise ValueError("metrics backend down")
+
+    registry = Registry()
+    registry.observe(broken)
+    registry.register(CONTACT, seen.handler("contact"))
+    store(db, clock, fixture_xml("del_follow_user"))
+    processor = make_processor(db, clock, registry, handler_context)
+
+    await processor.drain()
+    assert seen.names() == ["contact"]
+    assert inbox_rows(db)[0].status == "done"
+    assert processor.counters.observer_errors == 1
+
+
+async def _set_lease(db: Database, row_id: int, **values: object) -> None:
+    await db.run(
+        lambda s: s.execute(update(InboxEvent).where(InboxEvent.id == row_id).values(**values))
+    )
+
+
+async def test_expired_lease_of_a_dead_worker_is_recovered(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(CONTACT, seen.handler("contact"))
+    store(db, clock, fixture_xml("del_follow_user"))
+    store(db, clock, fixture_xml("transfer_fail"))
+    await _set_lease(
+        db,
+        1,
+        status="processing",
+        attempts=1,
+        leased_by="dead",
+        lease_until=clock.now() - timedelta(seconds=1),
+    )
+    await _set_lease(
+        db,
+        2,
+        status="processing",
+        attempts=1,
+        leased_by="alive",
+        lease_until=clock.now() + timedelta(seconds=30),
+    )
+    processor = make_processor(db, clock, registry, handler_context)
+
+    assert await processor.drain() == 1
+    first, second = inbox_rows(db)
+    assert (first.status, first.attempts, first.leased_by) == ("done", 2, None)
+    assert (second.status, second.leased_by) == ("processing", "alive")  # live lease respected
+    assert [type(e) for _, e in seen.calls] == [DelFollowUser]
+
+    clock.advance(timedelta(seconds=31))
+    assert await processor.drain() == 1
+    assert inbox_rows(db)[1].status == "done"
+
+
+async def test_lease_expired_on_the_last_attempt_is_failed_not_rerun(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(CONTACT, seen.handler("contact"))
+    store(db, clock, fixture_xml("del_follow_user"))
+    # The third and last attempt killed its worker (a poison message).
+    await _set_lease(
+        db,
+        1,
+        status="processing",
+        attempts=3,
+        leased_by="dead",
+        lease_until=clock.now() - timedelta(seconds=1),
+    )
+    await make_processor(db, clock, registry, handler_context, max_attempts=3).drain()
+    [row] = inbox_rows(db)
+    assert row.status == "failed"
+    assert row.last_error is not None
+    assert "lease expired after 3 attempts" in row.last_error
+    assert seen.calls == []
+
+
+async def test_outcome_is_not_written_over_a_lease_taken_by_another_worker(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    async def slow(event: CallbackEvent, ctx: HandlerContext) -> None:
+        # While this handler ran, its lease expired and another worker claimed the row.
+        await _set_lease(
+            db, 1, leased_by="worker-2", lease_until=clock.now() + timedelta(seconds=60)
+        )
+
+    registry = Registry()
+    registry.register(CONTACT, slow)
+    store(db, clock, fixture_xml("del_follow_user"))
+    processor = make_processor(db, clock, registry, handler_context)
+
+    await processor.drain()
+    [row] = inbox_rows(db)
+    assert (row.status, row.leased_by) == ("processing", "worker-2")
+    assert processor.counters.lost_leases == 1
+    assert processor.counters.processed == 1
+
+
+async def test_rows_of_one_group_are_handled_in_stored_order(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    versions: list[str | None] = []
+
+    async def on_update(event: ExternalChatUpdate, ctx: HandlerContext) -> None:
+        versions.append(event.cur_mem_ver)
+        await asyncio.sleep(0)
+
+    registry = Registry()
+    registry.register(CHAT_UPDATE, on_update)
+    for n in range(25):
+        store(db, clock, chat_update(n))
+
+    assert await make_processor(db, clock, registry, handler_context, batch_size=7).drain() == 25
+    assert versions == [f"version-{n:04d}" for n in range(25)]
+
+
+async def test_two_workers_never_process_a_row_twice(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    handled: Counter[str | None] = Counter()
+    by_worker: Counter[str] = Counter()
+
+    def handler_for(worker: str):
+        async def handle(event: ExternalChatUpdate, ctx: HandlerContext) -> None:
+            handled[event.cur_mem_ver] += 1
+            by_worker[worker] += 1
+            await asyncio.sleep(0)
+
+        return handle
+
+    registries = []
+    for worker in ("a", "b"):
+        registry = Registry()
+        registry.register(CHAT_UPDATE, handler_for(worker))
+        registries.append(registry)
+    for n in range(40):
+        store(db, clock, chat_update(n))
+    workers = [
+        make_processor(db, clock, registries[i], handler_context, worker_id=w, batch_size=3)
+        for i, w in enumerate(("a", "b"))
+    ]
+
+    counts = await asyncio.gather(*(w.drain() for w in workers))
+
+    assert sum(counts) == 40
+    assert set(handled.values()) == {1}
+    assert len(handled) == 40
+    assert by_worker["a"] > 0
+    assert by_worker["b"] > 0
+    assert all(r.status == "done" for r in inbox_rows(db))
+
+
+async def test_postgres_claim_skips_rows_locked_by_another_claim(
+    pg_db: Database, clock: FrozenClock, settings: Settings
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(CHAT_UPDATE, seen.handler("update"))
+    for n in range(4):
+        store(pg_db, clock, chat_update(n))
+    processor = make_processor(pg_db, clock, registry, make_context(settings, pg_db, clock))
+
+    with pg_db.engine.connect() as other_worker:
+        claim = other_worker.begin()
+        other_worker.execute(
+            select(InboxEvent.id).where(InboxEvent.id.in_([1, 2])).with_for_update()
+        )
+        # Without SKIP LOCKED this drain would wait on the other transaction (and time out).
+        processed = await asyncio.wait_for(processor.drain(), timeout=5)
+        claim.rollback()
+
+    assert processed == 2
+    assert [r.status for r in inbox_rows(pg_db)] == ["pending", "pending", "done", "done"]
+    assert await processor.drain() == 2
+
+
+async def test_run_wakes_on_notify_and_stops(
+    db: Database,
+    clock: FrozenClock,
+    handler_context: HandlerContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handled = asyncio.Event()
+
+    async def handle(event: CallbackEvent, ctx: HandlerContext) -> None:
+        handled.set()
+
+    registry = Registry()
+    registry.register(CONTACT, handle)
+    # A poll interval far longer than the test: only notify() can explain a prompt pick-up.
+    config = DispatcherConfig(poll_interval_seconds=3600)
+    processor = InboxProcessor(db, clock, registry, handler_context, config, "runner")
+    drained = asyncio.Event()
+    real_drain = processor.drain
+
+    async def drain_and_signal() -> int:
+        count = await real_drain()
+        drained.set()
+        return count
+
+    monkeypatch.setattr(processor, "drain", drain_and_signal)
+    stop = asyncio.Event()
+    task = asyncio.create_task(processor.run(stop))
+    await asyncio.wait_for(drained.wait(), timeout=10)  # the first, empty drain is over
+
+    store(db, clock, fixture_xml("del_follow_user"))
+    processor.notify()
+    await asyncio.wait_for(handled.wait(), timeout=10)
+
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert inbox_rows(db)[0].status == "done"
+
+
+async def test_run_survives_a_failing_drain(
+    db: Database,
+    clock: FrozenClock,
+    handler_context: HandlerContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    processor = make_processor(db, clock, Registry(), handler_context)
+    stop = asyncio.Event()
+    first_failed = asyncio.Event()
+    calls: list[int] = []
+
+    async def failing_drain() -> int:
+        calls.append(1)
+        first_failed.set()
+        if len(calls) == 2:
+            stop.set()
+        raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr(processor, "drain", failing_drain)
+    task = asyncio.create_task(processor.run(stop))
+    await asyncio.wait_for(first_failed.wait(), timeout=10)
+    processor.notify()  # the loop is still alive and drains again
+    await asyncio.wait_for(task, timeout=10)
+    assert len(calls) == 2
