@@ -10,7 +10,6 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -181,19 +180,37 @@ def create_app(
     templates = Templates(Path(settings.content_dir()))
     registry = build_registry()
     ctx = HandlerContext(
-        settings=settings, db=db, clock=clock, wecom=wecom, outbox=outbox,
-        templates=templates, log=logging.getLogger("bot.handlers"),
+        settings=settings,
+        db=db,
+        clock=clock,
+        wecom=wecom,
+        outbox=outbox,
+        templates=templates,
+        log=logging.getLogger("bot.handlers"),
     )
     processor = InboxProcessor(db, clock, registry, ctx, settings.dispatcher, worker)
     gateway = CallbackGateway(settings, db, clock, make_crypto(settings), processor.notify)
     sender = Sender(
-        db=db, clock=clock, client=wecom, effects=default_effects(), config=settings.outbox,
-        retry=settings.wecom.retry, worker_id=worker, outbox=outbox,
+        db=db,
+        clock=clock,
+        client=wecom,
+        effects=default_effects(),
+        config=settings.outbox,
+        retry=settings.wecom.retry,
+        worker_id=worker,
+        outbox=outbox,
     )
     ticker = Ticker(settings=settings, db=db, clock=clock, wake=[processor.notify, outbox.notify])
     return BotApp(
-        settings=settings, clock=clock, db=db, wecom=wecom, outbox=outbox, registry=registry,
-        gateway=gateway, processor=processor, sender=sender, ticker=ticker, templates=templates,
+        settings=settings,
+        clock=clock,
+        db=db,
+        wecom=wecom,
+        outbox=outbox,
+        registry=registry,
+        gateway=gateway,
+        processor=processor,
+        sender=sender,
+        ticker=ticker,
+        templates=templates,
     )
-
-

@@ -32,7 +32,9 @@ def check_welcome_templates(settings: Settings, templates: Templates) -> list[st
     names.update({f"welcome.by_state.{k}": v for k, v in settings.welcome.by_state.items()})
     for key, name in names.items():
         if not templates.exists(name):
-            problems.append(f"{config_file} ({key}): template {name!r} not found in {templates.root}")
+            problems.append(
+                f"{config_file} ({key}): template {name!r} not found in {templates.root}"
+            )
     return problems
 
 

@@ -16,7 +16,9 @@ from bot.config import ConfigError, Settings, load_config
 from bot.logs import setup_logging
 from bot.store.db import Database, DatabaseNotMigrated
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="WeCom community-operations bot.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="WeCom community-operations bot."
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database administration.")
 app.add_typer(db_app, name="db")
 
@@ -25,7 +27,9 @@ err = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="config.yaml to use (default: $BOT_CONFIG or ./config.yaml)"),
+    typer.Option(
+        "--config", "-c", help="config.yaml to use (default: $BOT_CONFIG or ./config.yaml)"
+    ),
 ]
 
 
@@ -34,7 +38,7 @@ def _settings(config: Path | None) -> Settings:
         settings = load_config(config)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]config error[/red] {problem}", markup=True, highlight=False)
+            err.print(f"[red]config error[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     setup_logging(settings.log_level)
     return settings
@@ -50,7 +54,7 @@ def _require_migrated(db: Database) -> None:
     try:
         db.check_migrated()
     except DatabaseNotMigrated as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
+        err.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -72,7 +76,7 @@ def check(config: ConfigOption = None) -> None:
 
     _settings_or_none, problems = run_checks(config)
     for problem in problems:
-        err.print(f"[red]✗[/red] {problem}", highlight=False)
+        err.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
     if problems:
         err.print(f"{len(problems)} problem(s) found")
         raise typer.Exit(1)
@@ -118,7 +122,9 @@ def sync(config: ConfigOption = None) -> None:
 @app.command()
 def tick(
     config: ConfigOption = None,
-    at: Annotated[str | None, typer.Option("--at", help="ISO time to run as (default: now)")] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="ISO time to run as (default: now)")
+    ] = None,
 ) -> None:
     """Run whatever is due up to TIME (stored callbacks, outbox rows, housekeeping) and exit."""
     from bot.app import create_app
@@ -166,7 +172,9 @@ def sandbox(
 
     settings = _settings(config)
     url = callback_url or f"http://{settings.server.host}:{settings.server.port}/wecom/callback"
-    run_sandbox(host=host, port=port, settings=settings, callback_url=url, seed=seed, customers=customers)
+    run_sandbox(
+        host=host, port=port, settings=settings, callback_url=url, seed=seed, customers=customers
+    )
 
 
 @app.command()
@@ -175,7 +183,8 @@ def demo(
     managers: Annotated[int, typer.Option(help="customer managers")] = 5,
     groups: Annotated[int, typer.Option(help="customer groups")] = 12,
     folder: Annotated[
-        Path | None, typer.Option("--dir", help="working folder (default: a fresh one under .demo/)")
+        Path | None,
+        typer.Option("--dir", help="working folder (default: a fresh one under .demo/)"),
     ] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
 ) -> None:
@@ -186,7 +195,11 @@ def demo(
     try:
         asyncio.run(
             run_demo(
-                customers=size, managers=managers, groups=groups, folder=folder, seed=seed,
+                customers=size,
+                managers=managers,
+                groups=groups,
+                folder=folder,
+                seed=seed,
                 console=console,
             )
         )

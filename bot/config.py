@@ -136,7 +136,7 @@ class DispatcherConfig(Section):
     poll_interval_seconds: float = Field(1.0, gt=0)
     lease_seconds: int = Field(60, ge=5)
     max_attempts: int = Field(5, ge=1)
-    group_refetch_delay_seconds: float = Field(2.0, ge=0)
+    linger_ms: int = Field(20, ge=0, le=1000)
 
 
 class SyncConfig(Section):
@@ -195,7 +195,9 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc,
         if not name.startswith(ENV_PREFIX) or name == "BOT_CONFIG":
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
-        if not all(parts):
+        # Other tools share the BOT_ prefix (BOT_TEST_POSTGRES_URL, say): only names that
+        # start with one of our keys are ours, and within those an unknown key is an error.
+        if not all(parts) or parts[0] not in Settings.model_fields or parts[0] == "base_dir":
             continue
         node = tree
         for part in parts[:-1]:
@@ -246,12 +248,16 @@ def build_settings(
     overrides, origins = env_overrides(environ)
     merged = _deep_merge(data or {}, overrides)
     if "base_dir" in merged:
-        raise ConfigError([_place(("base_dir",), doc, origins) + ": Extra inputs are not permitted"])
+        raise ConfigError(
+            [_place(("base_dir",), doc, origins) + ": Extra inputs are not permitted"]
+        )
     merged["base_dir"] = str(base_dir or Path("."))
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        problems = [f"{_place(tuple(err['loc']), doc, origins)}: {err['msg']}" for err in exc.errors()]
+        problems = [
+            f"{_place(tuple(err['loc']), doc, origins)}: {err['msg']}" for err in exc.errors()
+        ]
         raise ConfigError(problems) from None
     if settings.environment == "production":
         _require_production_secrets(settings)
@@ -297,6 +303,4 @@ def load_config(
             raise ConfigError([str(exc)]) from None
     elif path is not None or env.get("BOT_CONFIG"):
         raise ConfigError([f"{file}: file not found"])
-    return build_settings(
-        doc.data if doc else None, env, doc=doc, base_dir=file.parent.resolve()
-    )
+    return build_settings(doc.data if doc else None, env, doc=doc, base_dir=file.parent.resolve())

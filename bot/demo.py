@@ -92,12 +92,18 @@ async def run_demo(
     rng = random.Random(seed)
 
     sandbox = Sandbox.create(
-        clock, seed=seed, token=DEMO_TOKEN, encoding_aes_key=DEMO_AES_KEY,
-        corp_id=settings.wecom.corp_id, agent_id=settings.wecom.agent_id,
+        clock,
+        seed=seed,
+        token=DEMO_TOKEN,
+        encoding_aes_key=DEMO_AES_KEY,
+        corp_id=settings.wecom.corp_id,
+        agent_id=settings.wecom.agent_id,
         secret=settings.wecom.secret.get_secret_value(),
     )
     standing = max(0, customers - customers // 5)
-    branch = build_branch(sandbox.world, managers=managers, customers=standing, groups=groups, rng=rng)
+    branch = build_branch(
+        sandbox.world, managers=managers, customers=standing, groups=groups, rng=rng
+    )
     bot = create_app(settings, clock=clock, transport=sandbox.api_transport(), db=db)
     deliverer = sandbox.deliverer_to(bot.asgi)
     console.print(f"[bold]bot demo[/bold] — working folder {folder}")
@@ -163,7 +169,9 @@ async def play_changes(run: DemoRun, *, rng: random.Random) -> None:
         ext = run.joined[0]
         manager = next(r.userid for r in world.followers(ext))
         script.member_edits_customer(manager, ext, remark="重点客户")
-        script.customer_deletes_member(run.joined[-1], next(r.userid for r in world.followers(run.joined[-1])))
+        script.customer_deletes_member(
+            run.joined[-1], next(r.userid for r in world.followers(run.joined[-1]))
+        )
     if run.branch.groups:
         chat_id = run.branch.groups[0]
         script.rename_group(chat_id, "本支行理财交流群（新）")
@@ -184,8 +192,12 @@ def print_report(run: DemoRun, console: Console) -> None:
     gateway = bot.gateway.counters
     welcomes = [m for m in world.welcome_codes.values() if m.used_at is not None]
     latencies = sorted(m.used_at - m.issued_at for m in welcomes if m.used_at is not None)
-    sent = count(db, select(func.count()).select_from(OutboxItem).where(
-        OutboxItem.kind == WELCOME_MSG, OutboxItem.status == "sent"))
+    sent = count(
+        db,
+        select(func.count())
+        .select_from(OutboxItem)
+        .where(OutboxItem.kind == WELCOME_MSG, OutboxItem.status == "sent"),
+    )
     codes = len(world.welcome_codes)
 
     table = Table(title="What the bot did", show_header=True, header_style="bold")
@@ -193,29 +205,63 @@ def print_report(run: DemoRun, console: Console) -> None:
     table.add_column("count", justify="right")
     table.add_row("callbacks received", str(gateway.received))
     table.add_row("  stored", str(gateway.stored))
-    table.add_row("  duplicates ignored", f"{gateway.duplicates} (sandbox repeated {run.duplicates_sent})")
+    table.add_row(
+        "  duplicates ignored", f"{gateway.duplicates} (sandbox repeated {run.duplicates_sent})"
+    )
     table.add_row("  rejected", str(sum(gateway.rejected.values())))
     table.add_row("callbacks processed", str(bot.processor.counters.processed))
     table.add_row("welcome messages sent", f"{sent} of {codes} welcome codes")
     if latencies:
         table.add_row("  slowest welcome (s after the add)", str(latencies[-1]))
-    table.add_row("customers joined during the demo", f"{len(run.joined)} ({run.half} without verification, "
-                  f"{run.no_code} without a welcome code)")
+    table.add_row(
+        "customers joined during the demo",
+        f"{len(run.joined)} ({run.half} without verification, "
+        f"{run.no_code} without a welcome code)",
+    )
     table.add_row("customers mirrored", str(count(db, select(func.count()).select_from(Customer))))
-    table.add_row("  active follow relations", str(count(db, select(func.count()).select_from(FollowRelation)
-                  .where(FollowRelation.status == "active"))))
-    table.add_row("  ended relations (kept as history)", str(count(db, select(func.count()).select_from(FollowRelation)
-                  .where(FollowRelation.status == "ended"))))
+    table.add_row(
+        "  active follow relations",
+        str(
+            count(
+                db,
+                select(func.count())
+                .select_from(FollowRelation)
+                .where(FollowRelation.status == "active"),
+            )
+        ),
+    )
+    table.add_row(
+        "  ended relations (kept as history)",
+        str(
+            count(
+                db,
+                select(func.count())
+                .select_from(FollowRelation)
+                .where(FollowRelation.status == "ended"),
+            )
+        ),
+    )
     table.add_row("groups mirrored", str(count(db, select(func.count()).select_from(Group))))
-    table.add_row("  current group memberships", str(count(db, select(func.count()).select_from(GroupMember)
-                  .where(GroupMember.left_at.is_(None)))))
+    table.add_row(
+        "  current group memberships",
+        str(
+            count(
+                db,
+                select(func.count()).select_from(GroupMember).where(GroupMember.left_at.is_(None)),
+            )
+        ),
+    )
     table.add_row("WeCom API calls", str(sum(bot.wecom.stats.calls.values())))
     console.print(table)
-    sample = db.call(lambda s: s.scalars(select(Customer).order_by(Customer.updated_at.desc()).limit(3)).all())
+    sample = db.call(
+        lambda s: s.scalars(select(Customer).order_by(Customer.updated_at.desc()).limit(3)).all()
+    )
     console.print("latest customers (masked): " + ", ".join(mask_name(c.name) for c in sample))
     drift = mirror_drift(run)
     console.print(
-        "mirror matches the sandbox" if not drift else f"[red]mirror differs from the sandbox: {drift}[/red]"
+        "mirror matches the sandbox"
+        if not drift
+        else f"[red]mirror differs from the sandbox: {drift}[/red]"
     )
 
 
@@ -228,14 +274,30 @@ def mirror_drift(run: DemoRun) -> list[str]:
         for r in world.relations.values()
         if r.alive and not r.customer_deleted
     }
-    mirrored = set(db.call(lambda s: s.execute(select(FollowRelation.userid, FollowRelation.external_userid)
-                                               .where(FollowRelation.status == "active")).tuples().all()))
+    mirrored = set(
+        db.call(
+            lambda s: (
+                s.execute(
+                    select(FollowRelation.userid, FollowRelation.external_userid).where(
+                        FollowRelation.status == "active"
+                    )
+                )
+                .tuples()
+                .all()
+            )
+        )
+    )
     if live != mirrored:
         problems.append(f"{len(live ^ mirrored)} follow relations")
     for chat_id, group in world.groups.items():
         members = {m.userid for m in group.members if not group.dismissed}
-        stored = set(db.call(lambda s, c=chat_id: s.scalars(select(GroupMember.member_id).where(
-            GroupMember.chat_id == c, GroupMember.left_at.is_(None))).all()))
-        if members != stored:
+        if members != _current_members(db, chat_id):
             problems.append(f"group {chat_id[-6:]} members")
     return problems
+
+
+def _current_members(db: Database, chat_id: str) -> set[str]:
+    query = select(GroupMember.member_id).where(
+        GroupMember.chat_id == chat_id, GroupMember.left_at.is_(None)
+    )
+    return set(db.call(lambda s: s.scalars(query).all()))

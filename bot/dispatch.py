@@ -25,6 +25,8 @@ class Registry:
 
     `resolve` tries (msg_type, event, change_type), then (msg_type, event, None), then
     (msg_type, None, None). `UnknownEvent`s never resolve: they are logged as unhandled.
+    Observers run before the handler on every processing attempt, so a retried event is
+    observed again; they are best-effort (a failing observer is logged, not retried).
     """
 
     def __init__(self) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+from bot.wecom.errors import RequestRejected
 
 if TYPE_CHECKING:
     from bot.wecom.client import WeComClient
 
 Json = dict[str, Any]
+
+INVALID_CHATID: Final = 40050
 
 
 async def fetch_contact(client: WeComClient, external_userid: str) -> tuple[Json, list[Json], bool]:
@@ -18,9 +22,15 @@ async def fetch_contact(client: WeComClient, external_userid: str) -> tuple[Json
     return contact, follow, True
 
 
-async def fetch_group(client: WeComClient, chat_id: str) -> Json:
-    """A customer group with names and its whole member list."""
-    chat = await client.groupchat.get(chat_id, need_name=True)
+async def fetch_group(client: WeComClient, chat_id: str) -> Json | None:
+    """A customer group with names and its whole member list; None when WeCom answers
+    40050 (dismissed, or its owner is outside the app's scope)."""
+    try:
+        chat = await client.groupchat.get(chat_id, need_name=True)
+    except RequestRejected as exc:
+        if exc.errcode == INVALID_CHATID:
+            return None
+        raise
     return chat.model_dump(mode="json")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, true, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utc_from_timestamp
@@ -29,9 +29,12 @@ from bot.store.models import (
 ACTIVE = "active"
 ENDED = "ended"
 CUSTOMER_DELETED = "deleted_by_customer"
+TRANSFER_FAILED = "transfer_failed"
 
 
-def upsert_member(session: Session, userid: str, *, now: datetime, name: str | None = None) -> Member:
+def upsert_member(
+    session: Session, userid: str, *, now: datetime, name: str | None = None
+) -> Member:
     member = session.get(Member, userid)
     if member is None:
         member = Member(userid=userid, name=name, follow_enabled=True, updated_at=now)
@@ -97,11 +100,12 @@ def _upsert_follow(
     created = info.get("createtime")
     added_at = utc_from_timestamp(int(created)) if created else relation.added_at
     # A customer who deleted the member is still listed for that member, so being listed
-    # revives a relation only when it was ended otherwise, or the customer added them anew.
+    # revives a relation only when it was ended otherwise, or the customer added the member
+    # anew (an add time after the deletion).
     deleted_by_customer = (
         relation.status == ENDED
         and relation.ended_reason == CUSTOMER_DELETED
-        and added_at == relation.added_at
+        and not (added_at and relation.ended_at and added_at > relation.ended_at)
     )
     relation.added_at = added_at
     if not deleted_by_customer:
@@ -109,19 +113,25 @@ def _upsert_follow(
         relation.ended_at = None
         relation.ended_reason = None
     relation.updated_at = now
-    session.flush([relation])
+    session.flush()
     _replace_follow_tags(session, relation.id, _tag_ids(info))
     return relation
 
 
 def _tag_ids(info: Mapping[str, Any]) -> list[tuple[str, int | None]]:
     if "tags" in info:  # externalcontact/get: tags[{tag_id, type, ...}]
-        return [(str(t["tag_id"]), t.get("type")) for t in info.get("tags") or [] if t.get("tag_id")]
+        return [
+            (str(t["tag_id"]), t.get("type")) for t in info.get("tags") or [] if t.get("tag_id")
+        ]
     return [(str(t), None) for t in info.get("tag_id") or []]  # batch/get_by_user: tag_id[]
 
 
-def _replace_follow_tags(session: Session, follow_id: int, tags: list[tuple[str, int | None]]) -> None:
-    existing = set(session.scalars(select(FollowTag.tag_id).where(FollowTag.follow_id == follow_id)))
+def _replace_follow_tags(
+    session: Session, follow_id: int, tags: list[tuple[str, int | None]]
+) -> None:
+    existing = set(
+        session.scalars(select(FollowTag.tag_id).where(FollowTag.follow_id == follow_id))
+    )
     wanted = dict(tags)
     gone = existing - set(wanted)
     if gone:
@@ -169,9 +179,22 @@ def apply_batch_item(session: Session, item: Mapping[str, Any], *, now: datetime
 
 
 def end_relation(
-    session: Session, external_userid: str, userid: str, *, reason: str, now: datetime
+    session: Session,
+    external_userid: str,
+    userid: str,
+    *,
+    reason: str,
+    now: datetime,
+    at: datetime | None = None,
 ) -> bool:
-    """Mark a relation ended (history is kept); True if one was active."""
+    """Mark a relation ended at `at` (the event's time; default `now`), keeping the row as
+    history; True if one was active.
+
+    A customer's deletion of a relation the mirror has not seen yet (its add is still being
+    fetched, or the first sync has not run) is recorded too: WeCom keeps listing such a
+    customer for the member, and the record stops a later listing from reviving them.
+    """
+    ended_at = at or now
     result = session.execute(
         update(FollowRelation)
         .where(
@@ -179,14 +202,40 @@ def end_relation(
             FollowRelation.userid == userid,
             FollowRelation.status == ACTIVE,
         )
-        .values(status=ENDED, ended_at=now, ended_reason=reason, updated_at=now)
+        .values(status=ENDED, ended_at=ended_at, ended_reason=reason, updated_at=now)
     )
-    return bool(getattr(result, "rowcount", 0))
+    if getattr(result, "rowcount", 0):
+        return True
+    if reason == CUSTOMER_DELETED:
+        known = session.scalar(
+            select(FollowRelation.id).where(
+                FollowRelation.external_userid == external_userid, FollowRelation.userid == userid
+            )
+        )
+        if known is None:
+            if session.get(Customer, external_userid) is None:
+                session.add(
+                    Customer(external_userid=external_userid, created_at=now, updated_at=now)
+                )
+                session.flush()
+            session.add(
+                FollowRelation(
+                    external_userid=external_userid,
+                    userid=userid,
+                    status=ENDED,
+                    ended_at=ended_at,
+                    ended_reason=reason,
+                    updated_at=now,
+                )
+            )
+    return False
 
 
 def record_transfer_fail(
     session: Session, external_userid: str, userid: str, *, reason: str, now: datetime
 ) -> None:
+    """在职继承 to `userid` (the member who was to take over) failed: the customer stays
+    with their old member, so the takeover is kept as an ended relation with the reason."""
     relation = session.scalar(
         select(FollowRelation).where(
             FollowRelation.external_userid == external_userid, FollowRelation.userid == userid
@@ -197,7 +246,12 @@ def record_transfer_fail(
             session.add(Customer(external_userid=external_userid, created_at=now, updated_at=now))
             session.flush()
         relation = FollowRelation(
-            external_userid=external_userid, userid=userid, status=ACTIVE, updated_at=now
+            external_userid=external_userid,
+            userid=userid,
+            status=ENDED,
+            ended_at=now,
+            ended_reason=TRANSFER_FAILED,
+            updated_at=now,
         )
         session.add(relation)
     relation.transfer_fail_reason = reason
@@ -223,7 +277,7 @@ def apply_group_detail(session: Session, chat: Mapping[str, Any], *, now: dateti
     group.dismissed_at = None
     group.fetched_at = now
     group.updated_at = now
-    session.flush([group])
+    session.flush()
     current = {
         m.member_id: m
         for m in session.scalars(select(GroupMember).where(GroupMember.chat_id == chat_id))
@@ -232,6 +286,8 @@ def apply_group_detail(session: Session, chat: Mapping[str, Any], *, now: dateti
     for entry in chat.get("member_list") or []:
         member_id = str(entry["userid"])
         listed.add(member_id)
+        if int(entry.get("type") or 2) == 1 and entry.get("name"):
+            _learn_member_name(session, member_id, str(entry["name"]), now)
         row = current.get(member_id)
         if row is None:
             row = GroupMember(chat_id=chat_id, member_id=member_id, updated_at=now)
@@ -254,6 +310,15 @@ def apply_group_detail(session: Session, chat: Mapping[str, Any], *, now: dateti
     return group
 
 
+def _learn_member_name(session: Session, userid: str, name: str, now: datetime) -> None:
+    """groupchat/get (need_name) is the one read that names members: keep the names of the
+    members the mirror knows (welcome messages sign with them)."""
+    member = session.get(Member, userid)
+    if member is not None and member.name != name:
+        member.name = name
+        member.updated_at = now
+
+
 def stored_member_version(session: Session, chat_id: str) -> str | None:
     return session.scalar(select(Group.member_version).where(Group.chat_id == chat_id))
 
@@ -270,14 +335,26 @@ def apply_member_change(
     at: datetime,
     now: datetime,
 ) -> None:
-    """Apply a callback's MemChangeList to a group whose version matched LastMemVer."""
+    """Apply a callback's MemChangeList to a group whose version matched LastMemVer.
+
+    `join_scene` is the callback's JoinScene (0 invited, 3 QR code), coarser than
+    groupchat/get's; the next full read of the group replaces it.
+    """
     for member_id in joined:
         row = session.get(GroupMember, (chat_id, member_id))
         if row is None:
             row = GroupMember(chat_id=chat_id, member_id=member_id, updated_at=now)
             session.add(row)
-        # WeCom ids tell members (no prefix) from external contacts (wm/wo prefixes).
-        row.type = 2 if member_id.startswith(("wm", "wo")) else 1
+        member = session.get(Member, member_id)
+        customer = None if member is not None else session.get(Customer, member_id)
+        if member is not None:
+            row.type, row.name = 1, member.name or row.name
+        elif customer is not None:
+            row.type, row.name = 2, customer.name or row.name
+            row.unionid = customer.unionid or row.unionid
+        else:
+            # Unknown to the mirror: WeCom's external ids start with wm/wo.
+            row.type = 2 if member_id.startswith(("wm", "wo")) else 1
         row.join_time = int(at.timestamp())
         row.join_scene = join_scene
         row.left_at = None
@@ -287,7 +364,7 @@ def apply_member_change(
         session.execute(
             update(GroupMember)
             .where(GroupMember.chat_id == chat_id, GroupMember.member_id == member_id)
-            .values(left_at=now, quit_scene=quit_scene, updated_at=now)
+            .values(left_at=at, quit_scene=quit_scene, updated_at=now)
         )
     session.execute(
         update(Group)
@@ -343,7 +420,7 @@ def apply_tag_groups(
         row.strategy_id = g.get("strategy_id")
         row.deleted = bool(g.get("deleted", False))
         row.updated_at = now
-        session.flush([row])
+        session.flush()
         for t in g.get("tag") or []:
             tag_id = str(t["id"])
             seen_tags.add(tag_id)
@@ -360,25 +437,32 @@ def apply_tag_groups(
             count += 1
     if complete_scope is not None:
         scope_filter = (
-            CorpTag.group_id.in_(complete_scope) if complete_scope else CorpTag.group_id.is_not(None)
+            CorpTag.group_id.in_(complete_scope)
+            if complete_scope
+            else CorpTag.group_id.is_not(None)
         )
         session.execute(
             update(CorpTag)
-            .where(scope_filter, CorpTag.tag_id.not_in(seen_tags) if seen_tags else True)
+            .where(scope_filter, CorpTag.tag_id.not_in(seen_tags) if seen_tags else true())
             .values(deleted=True, updated_at=now)
         )
         group_filter = (
-            TagGroup.group_id.in_(complete_scope) if complete_scope else TagGroup.group_id.is_not(None)
+            TagGroup.group_id.in_(complete_scope)
+            if complete_scope
+            else TagGroup.group_id.is_not(None)
         )
         session.execute(
             update(TagGroup)
-            .where(group_filter, TagGroup.group_id.not_in(seen_groups) if seen_groups else True)
+            .where(group_filter, TagGroup.group_id.not_in(seen_groups) if seen_groups else true())
             .values(deleted=True, updated_at=now)
         )
     return count
 
 
-def delete_tag_or_group(session: Session, ident: str, *, tag_type: str, now: datetime) -> None:
+def delete_tag_or_group(
+    session: Session, ident: str, *, tag_type: str, now: datetime
+) -> str | None:
+    """Mark a tag, or a group and its tags, deleted; returns the group id of a known tag."""
     if tag_type == "tag_group":
         session.execute(
             update(TagGroup).where(TagGroup.group_id == ident).values(deleted=True, updated_at=now)
@@ -386,7 +470,37 @@ def delete_tag_or_group(session: Session, ident: str, *, tag_type: str, now: dat
         session.execute(
             update(CorpTag).where(CorpTag.group_id == ident).values(deleted=True, updated_at=now)
         )
-    else:
-        session.execute(
-            update(CorpTag).where(CorpTag.tag_id == ident).values(deleted=True, updated_at=now)
+        return ident
+    session.execute(
+        update(CorpTag).where(CorpTag.tag_id == ident).values(deleted=True, updated_at=now)
+    )
+    return session.scalar(select(CorpTag.group_id).where(CorpTag.tag_id == ident))
+
+
+def apply_mark_tag(
+    session: Session,
+    userid: str,
+    external_userid: str,
+    *,
+    add: Iterable[str] = (),
+    remove: Iterable[str] = (),
+) -> bool:
+    """Record a successful `externalcontact/mark_tag` (WeCom sends no callback for changes
+    made through the API); False when the mirror has no such relation."""
+    relation = session.scalar(
+        select(FollowRelation).where(
+            FollowRelation.external_userid == external_userid, FollowRelation.userid == userid
         )
+    )
+    if relation is None:
+        return False
+    rows = session.execute(
+        select(FollowTag.tag_id, FollowTag.tag_type).where(FollowTag.follow_id == relation.id)
+    )
+    current: dict[str, int | None] = {row[0]: row[1] for row in rows}
+    removed = set(remove)
+    wanted = {t: ty for t, ty in current.items() if t not in removed}
+    for tag_id in add:
+        wanted.setdefault(tag_id, 1)  # type 1: a corp tag
+    _replace_follow_tags(session, relation.id, list(wanted.items()))
+    return True

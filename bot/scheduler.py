@@ -55,12 +55,23 @@ class Ticker:
         scheduler = AsyncIOScheduler(timezone=self.settings.timezone)
         # A missed wake-up is harmless and one catch-up is enough: coalesce, short grace.
         scheduler.add_job(
-            self.wake_all, "interval", seconds=WAKE_SECONDS, id="wake",
-            coalesce=True, max_instances=1, misfire_grace_time=WAKE_SECONDS,
+            self.wake_all,
+            "interval",
+            seconds=WAKE_SECONDS,
+            id="wake",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=WAKE_SECONDS,
         )
         scheduler.add_job(
-            self.housekeeping, "cron", hour=3, minute=17, id="housekeeping",
-            coalesce=True, max_instances=1, misfire_grace_time=6 * 3600,
+            self.housekeeping,
+            "cron",
+            hour=3,
+            minute=17,
+            id="housekeeping",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 3600,
         )
         scheduler.start()
         self._scheduler = scheduler

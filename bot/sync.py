@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot import mirror
 from bot.fetch import fetch_group, fetch_tag_groups
-from bot.store.models import FollowRelation, SyncCheckpoint
+from bot.store.models import FollowRelation, Group, SyncCheckpoint
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -39,6 +39,7 @@ class SyncReport:
     relations: int = 0
     ended_relations: int = 0
     groups: int = 0
+    dismissed_groups: int = 0
     tags: int = 0
     skipped_steps: list[str] = field(default_factory=list)
 
@@ -47,7 +48,7 @@ class SyncReport:
         return (
             f"{head} {self.members} members, {self.customers} customer rows, "
             f"{self.relations} follow relations, {self.ended_relations} ended, "
-            f"{self.groups} groups, {self.tags} tags"
+            f"{self.groups} groups ({self.dismissed_groups} gone), {self.tags} tags"
         )
 
 
@@ -69,7 +70,9 @@ class Checkpoints:
             session.execute(delete(SyncCheckpoint))
             run_id = uuid.uuid4().hex
             session.add(
-                SyncCheckpoint(step=RUN_STEP, cursor=now.isoformat(), done=False, run_id=run_id, updated_at=now)
+                SyncCheckpoint(
+                    step=RUN_STEP, cursor=now.isoformat(), done=False, run_id=run_id, updated_at=now
+                )
             )
             return run_id, now, False
 
@@ -78,12 +81,16 @@ class Checkpoints:
     async def get(self, step: str) -> SyncCheckpoint | None:
         return await self.db.run(lambda s: s.get(SyncCheckpoint, step))
 
-    def save(self, session: Session, step: str, run_id: str, *, cursor: str | None, done: bool) -> None:
+    def save(
+        self, session: Session, step: str, run_id: str, *, cursor: str | None, done: bool
+    ) -> None:
         """Saved in the same transaction as the page it follows, so they never disagree."""
         now = self.clock.now()
         row = session.get(SyncCheckpoint, step)
         if row is None:
-            session.add(SyncCheckpoint(step=step, cursor=cursor, done=done, run_id=run_id, updated_at=now))
+            session.add(
+                SyncCheckpoint(step=step, cursor=cursor, done=done, run_id=run_id, updated_at=now)
+            )
         else:
             row.cursor, row.done, row.updated_at = cursor, done, now
 
@@ -107,6 +114,7 @@ async def run_sync(app: BotApp, *, progress: bool = False) -> SyncReport:
         await _sync_customers(app, checkpoints, run_id, userids, report, ui)
         report.ended_relations = await _end_unlisted(app, userids, started)
         await _sync_groups(app, checkpoints, run_id, userids, report, ui)
+        report.dismissed_groups = await _close_unlisted_groups(app, userids, started)
         await _sync_tags(app, report)
     await checkpoints.finish()
     return report
@@ -166,7 +174,13 @@ async def _sync_customers(
             next_cursor = page.next_cursor or None
             now = app.clock.now()
 
-            def store(session: Session, items: list[dict[str, Any]] = items, nxt: str | None = next_cursor) -> None:
+            def store(
+                session: Session,
+                items: list[dict[str, Any]] = items,
+                nxt: str | None = next_cursor,
+                now: datetime = now,
+                step: str = step,
+            ) -> None:
                 for item in items:
                     mirror.apply_batch_item(session, item, now=now)
                 checkpoints.save(session, step, run_id, cursor=nxt, done=nxt is None)
@@ -223,11 +237,20 @@ async def _sync_groups(
             page = await app.wecom.groupchat.list(
                 owner_userids=owners, cursor=cursor, limit=app.settings.sync.group_page_limit
             )
-            chats = [await fetch_group(app.wecom, ref.chat_id) for ref in page.group_chat_list]
+            fetched = [await fetch_group(app.wecom, ref.chat_id) for ref in page.group_chat_list]
+            # A group dismissed between list and get answers 40050: the close-out below
+            # treats it like any group the list no longer shows.
+            chats = [chat for chat in fetched if chat is not None]
             next_cursor = page.next_cursor or None
             now = app.clock.now()
 
-            def store(session: Session, chats: list[dict[str, Any]] = chats, nxt: str | None = next_cursor) -> None:
+            def store(
+                session: Session,
+                chats: list[dict[str, Any]] = chats,
+                nxt: str | None = next_cursor,
+                now: datetime = now,
+                step: str = step,
+            ) -> None:
                 for chat in chats:
                     mirror.apply_group_detail(session, chat, now=now)
                 checkpoints.save(session, step, run_id, cursor=nxt, done=nxt is None)
@@ -238,6 +261,28 @@ async def _sync_groups(
             if not next_cursor:
                 break
             cursor = next_cursor
+
+
+async def _close_unlisted_groups(app: BotApp, owners: list[str], started: datetime) -> int:
+    """Groups of synced owners that this run did not see are gone (dismissed, or handed to
+    an owner outside the app's scope): their memberships are closed, their rows kept."""
+    if not owners:
+        return 0
+    now = app.clock.now()
+
+    def fn(session: Session) -> int:
+        gone = session.scalars(
+            select(Group.chat_id).where(
+                Group.owner.in_(owners),
+                Group.status == mirror.ACTIVE,
+                Group.updated_at < started,
+            )
+        ).all()
+        for chat_id in gone:
+            mirror.dismiss_group(session, chat_id, now=now)
+        return len(gone)
+
+    return await app.db.run(fn)
 
 
 async def _sync_tags(app: BotApp, report: SyncReport) -> None:

@@ -76,5 +76,7 @@ class Templates:
             try:
                 self.env.parse(source, name=rel, filename=str(path))
             except TemplateSyntaxError as exc:
-                problems.append(TemplateProblem(str(path), exc.lineno, exc.message or "syntax error"))
+                problems.append(
+                    TemplateProblem(str(path), exc.lineno, exc.message or "syntax error")
+                )
         return problems

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.clock import SHANGHAI, FrozenClock
-from bot.store.db import Database, make_engine
+from bot.store.db import Database, make_engine, normalise_url
 from bot.store.migrate import upgrade
 from bot.store.models import Base
 
@@ -31,9 +32,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    # Closing the last connection checkpoints the WAL into the file, so a copy is complete.
     engine.dispose()
+    assert not path.with_name(path.name + "-wal").exists()
     return path
 
 
@@ -42,20 +43,34 @@ def postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         pytest.fail(
-            f"{POSTGRES_ENV} is not set: run the suite through scripts/test, which starts PostgreSQL"
+            f"{POSTGRES_ENV} is not set: run the suite through scripts/test, "
+            "which starts PostgreSQL"
         )
     return url
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated(postgres_url: str) -> str:
-    engine = make_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+def postgres_migrated(postgres_url: str) -> Iterator[str]:
+    """A database of this test session's own, so concurrent runs never see each other."""
+    admin = make_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    name = f"bot_test_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = (
+        make_url(normalise_url(postgres_url))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
+    engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    return postgres_url
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _truncate_all(db: Database) -> None:

@@ -30,14 +30,19 @@ def test_datetimes_round_trip_as_aware_utc(db: Database, clock: FrozenClock) -> 
     def add(session):
         session.add(
             OutboxItem(
-                idempotency_key="k1", kind="test", payload={"a": 1}, due_at=now,
-                created_at=now, updated_at=now,
+                idempotency_key="k1",
+                kind="test",
+                payload={"a": 1},
+                due_at=now,
+                created_at=now,
+                updated_at=now,
             )
         )
 
     db.call(add)
     due = db.call(lambda s: s.scalar(select(OutboxItem.due_at)))
-    assert due is not None and due.utcoffset() == timedelta(0)
+    assert due is not None
+    assert due.utcoffset() == timedelta(0)
     assert due == now
 
 
@@ -47,8 +52,12 @@ def test_outbox_key_is_unique(db: Database, clock: FrozenClock) -> None:
     def add(session):
         session.add(
             OutboxItem(
-                idempotency_key="same", kind="test", payload={}, due_at=now,
-                created_at=now, updated_at=now,
+                idempotency_key="same",
+                kind="test",
+                payload={},
+                due_at=now,
+                created_at=now,
+                updated_at=now,
             )
         )
 

@@ -67,7 +67,11 @@ class Envelope:
         )
 
     def query(self) -> dict[str, str]:
-        return {"msg_signature": self.msg_signature, "timestamp": self.timestamp, "nonce": self.nonce}
+        return {
+            "msg_signature": self.msg_signature,
+            "timestamp": self.timestamp,
+            "nonce": self.nonce,
+        }
 
 
 class WeComCrypto:
@@ -86,7 +90,9 @@ class WeComCrypto:
     def verify(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> None:
         """Constant-time comparison of the expected and given signatures."""
         expected = self.sign(timestamp, nonce, encrypt)
-        if not hmac.compare_digest(expected.encode("ascii"), msg_signature.encode("utf-8", "replace")):
+        if not hmac.compare_digest(
+            expected.encode("ascii"), msg_signature.encode("utf-8", "replace")
+        ):
             raise SignatureError("signature mismatch")
 
     def encrypt(self, plaintext: bytes | str, *, random16: bytes | None = None) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -146,10 +146,14 @@ class CallbackGateway:
         if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise _Reject(413, "too_large")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                raise _Reject(413, "too_large")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body_bytes:
+                    raise _Reject(413, "too_large")
+        except ClientDisconnect:
+            # Nothing was stored, so WeCom will retry; the reply goes nowhere.
+            raise _Reject(400, "client_disconnected") from None
         return bytes(body)
 
     def _query(self, request: Request) -> tuple[str, str, str]:

@@ -110,8 +110,9 @@ class InboxWriter:
         self._queue.append(_Pending(key, event, payload, now, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        # Shielded: a caller that goes away must not cancel the write other callers share.
-        return await asyncio.shield(done)
+        # A caller that goes away cancels only its own future; the row is still written (and
+        # WeCom's retry then finds it stored).
+        return await done
 
     async def _flush(self) -> None:
         while self._queue:

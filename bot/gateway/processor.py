@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -18,6 +18,7 @@ from bot.gateway.parse import parse_event
 from bot.gateway.xmlsafe import XmlRejected
 from bot.handlers.context import HandlerContext
 from bot.store.db import Database
+from bot.store.leases import claim_due
 from bot.store.models import InboxEvent
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ class InboxProcessor:
             except Exception:
                 log.exception("inbox drain failed; retrying after the poll interval")
             await self._wait(stop)
+            if self.config.linger_ms and not stop.is_set():
+                # Under a burst, rows arrive one by one; waiting a moment lets one claim and
+                # one outcome write cover many of them instead of a transaction pair each.
+                await asyncio.sleep(self.config.linger_ms / 1000)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -120,77 +125,72 @@ class InboxProcessor:
             if not batch:
                 return total
             # One batch, in id order, one row at a time: events about one entity (a group's
-            # update then dismiss) are handled in the order they were stored.
+            # update then dismiss) are handled in the order they were stored. Outcomes are
+            # written together, except that a row whose handler did real work is written
+            # at once, so a long batch never outlives its lease with results unrecorded.
+            outcomes: list[_Outcome] = []
             for row in batch:
-                await self._process(row)
+                outcome = await self._process(row)
+                outcomes.append(outcome)
+                if outcome.handled:
+                    await self._record(outcomes)
+                    outcomes = []
+            if outcomes:
+                await self._record(outcomes)
             total += len(batch)
 
     def _claim(self, session: Session) -> list[Claimed]:
-        now = self.clock.now()
-        due = or_(
-            and_(InboxEvent.status == "pending", InboxEvent.next_attempt_at <= now),
-            and_(InboxEvent.status == "processing", InboxEvent.lease_until < now),
+        # Attempts are counted at the claim, so a row that kills its worker every time
+        # still runs out of attempts instead of being recovered forever.
+        pairs = claim_due(
+            session,
+            InboxEvent,
+            now=self.clock.now(),
+            worker_id=self.worker_id,
+            lease_seconds=self.config.lease_seconds,
+            limit=self.batch_size,
+            due_column=InboxEvent.next_attempt_at,
+            ready_statuses=("pending",),
+            leased_status="processing",
+            extra_values={"attempts": InboxEvent.attempts + 1},
         )
-        candidates = select(InboxEvent.id).where(due).order_by(InboxEvent.id).limit(self.batch_size)
-        lease = {
-            "status": "processing",
-            "lease_until": now + timedelta(seconds=self.config.lease_seconds),
-            "leased_by": self.worker_id,
-            "attempts": InboxEvent.attempts + 1,
-        }
-        returning = (InboxEvent.id, InboxEvent.payload, InboxEvent.attempts)
-        if self.db.is_postgres:
-            # Lock the candidates, skipping rows another worker's claim holds, so workers
-            # never wait on each other; the UPDATE then touches only rows locked here.
-            ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-            if not ids:
-                return []
-            chosen = InboxEvent.id.in_(ids)
-        else:
-            # SQLite serialises writers, so one UPDATE … WHERE id IN (SELECT …) is atomic.
-            chosen = InboxEvent.id.in_(candidates.scalar_subquery())
-        # The due condition is repeated so the UPDATE is safe on its own, whatever the locks.
-        statement = update(InboxEvent).where(chosen, due)
-        result = session.execute(
-            statement.values(**lease)
-            .returning(*returning)
-            .execution_options(synchronize_session=False)
-        )
-        rows = [Claimed(id=r[0], payload=r[1], attempts=r[2]) for r in result]
-        return sorted(rows, key=lambda r: r.id)
+        if not pairs:
+            return []
+        rows = session.execute(
+            select(InboxEvent.id, InboxEvent.payload, InboxEvent.attempts)
+            .where(InboxEvent.id.in_([row_id for row_id, _ in pairs]))
+            .order_by(InboxEvent.id)
+        ).all()
+        return [Claimed(id=r[0], payload=r[1], attempts=r[2]) for r in rows]
 
-    async def _process(self, row: Claimed) -> None:
+    async def _process(self, row: Claimed) -> _Outcome:
         if row.attempts > self.config.max_attempts:
             # The previous try was the last one allowed and its worker never reported back.
-            await self._finish(
+            self.counters.failed += 1
+            return self._outcome(
                 row,
                 status="failed",
                 error=f"abandoned: lease expired after {row.attempts - 1} attempts",
             )
-            self.counters.failed += 1
-            return
         try:
             event = parse_event(row.payload, max_bytes=max(len(row.payload), 1))
         except XmlRejected as exc:
             # The gateway parsed it once; retrying cannot make it parse.
             log.error("inbox row %d no longer parses: %s", row.id, exc.reason)
-            await self._finish(row, status="failed", error=_error_text(exc))
             self.counters.failed += 1
-            return
+            return self._outcome(row, status="failed", error=_error_text(exc))
         await self._observe(event, row)
         handler = self.registry.resolve(event)
         if handler is None:
             self._log_unhandled(event, row)
-            await self._finish(row, status="unhandled")
             self.counters.unhandled += 1
-            return
+            return self._outcome(row, status="unhandled")
         try:
             await handler(event, self.ctx)
         except Exception as exc:
-            await self._failed_attempt(row, event, exc)
-            return
-        await self._finish(row, status="done")
+            return self._failed_attempt(row, event, exc)
         self.counters.processed += 1
+        return self._outcome(row, status="done", handled=True)
 
     async def _observe(self, event: CallbackEvent, row: Claimed) -> None:
         # Observers are for audit and metrics: one failing must not block or retry the
@@ -210,7 +210,7 @@ class InboxProcessor:
         else:
             log.info("inbox row %d %s has no handler", row.id, event.routing_key)
 
-    async def _failed_attempt(self, row: Claimed, event: CallbackEvent, exc: Exception) -> None:
+    def _failed_attempt(self, row: Claimed, event: CallbackEvent, exc: Exception) -> _Outcome:
         error = _error_text(exc)
         if row.attempts >= self.config.max_attempts:
             log.error(
@@ -221,9 +221,8 @@ class InboxProcessor:
                 error,
                 exc_info=exc,
             )
-            await self._finish(row, status="failed", error=error)
             self.counters.failed += 1
-            return
+            return self._outcome(row, status="failed", error=error, handled=True)
         delay = backoff_seconds(row.attempts)
         log.warning(
             "inbox row %d %s attempt %d failed, retrying in %.0f s: %s",
@@ -234,22 +233,24 @@ class InboxProcessor:
             error,
             exc_info=exc,
         )
-        await self._finish(
+        self.counters.retried += 1
+        return self._outcome(
             row,
             status="pending",
             error=error,
             next_attempt_at=self.clock.now() + timedelta(seconds=delay),
+            handled=True,
         )
-        self.counters.retried += 1
 
-    async def _finish(
+    def _outcome(
         self,
         row: Claimed,
         *,
         status: str,
         error: str | None = None,
         next_attempt_at: datetime | None = None,
-    ) -> None:
+        handled: bool = False,
+    ) -> _Outcome:
         now = self.clock.now()
         values: dict[str, object] = {"status": status, "lease_until": None, "leased_by": None}
         if status == "pending":
@@ -258,25 +259,44 @@ class InboxProcessor:
             values["processed_at"] = now
         if error is not None:
             values["last_error"] = error
+        return _Outcome(row.id, status, values, handled)
 
-        def finish(session: Session) -> int:
-            # Only while this worker still holds the lease: if it expired and another
-            # worker took the row over, that worker's outcome is the one that counts.
-            result = session.execute(
-                update(InboxEvent)
-                .where(
-                    InboxEvent.id == row.id,
-                    InboxEvent.status == "processing",
-                    InboxEvent.leased_by == self.worker_id,
+    async def _record(self, outcomes: list[_Outcome]) -> None:
+        """Write outcomes in one transaction, each only where this worker still holds the
+        lease: if it expired and another worker took the row over, theirs counts."""
+
+        def write(session: Session) -> list[_Outcome]:
+            lost = []
+            for outcome in outcomes:
+                result = session.execute(
+                    update(InboxEvent)
+                    .where(
+                        InboxEvent.id == outcome.row_id,
+                        InboxEvent.status == "processing",
+                        InboxEvent.leased_by == self.worker_id,
+                    )
+                    .values(**outcome.values)
+                    .execution_options(synchronize_session=False)
                 )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+                if not int(getattr(result, "rowcount", 0) or 0):
+                    lost.append(outcome)
+            return lost
 
-        if await self.db.run(finish) == 0:
+        for outcome in await self.db.run(write):
             self.counters.lost_leases += 1
-            log.warning("inbox row %d: lease lost before recording %s", row.id, status)
+            log.warning(
+                "inbox row %d: lease lost before recording %s", outcome.row_id, outcome.status
+            )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What processing a row came to, before it is written."""
+
+    row_id: int
+    status: str
+    values: dict[str, object]
+    handled: bool
 
 
 __all__ = ["Claimed", "InboxProcessor", "ProcessorCounters", "backoff_seconds"]

@@ -33,7 +33,9 @@ def welcome_template_for(ctx: HandlerContext, state: str | None) -> str:
     return ctx.settings.welcome.default_template
 
 
-async def enqueue_welcome(ctx: HandlerContext, event: AddExternalContact | AddHalfExternalContact) -> bool:
+async def enqueue_welcome(
+    ctx: HandlerContext, event: AddExternalContact | AddHalfExternalContact
+) -> bool:
     """Queue the welcome message on the fast lane; True if a row was created."""
     if not event.welcome_code or not ctx.settings.welcome.enabled:
         return False
@@ -51,8 +53,10 @@ async def enqueue_welcome(ctx: HandlerContext, event: AddExternalContact | AddHa
     name = await ctx.db.run(member_name)
     template = welcome_template_for(ctx, event.state)
     try:
+        # `manager` is "" while the mirror does not know the member's name; the templates
+        # word their greeting for that case.
         text = ctx.templates.render(
-            template, manager=name or "您的客户经理", state=event.state or "", branch=ctx.settings.branch_name
+            template, manager=name or "", state=event.state or "", branch=ctx.settings.branch_name
         )
     except RenderError:
         ctx.log.exception("welcome template %s failed; nothing sent", template)
@@ -79,18 +83,40 @@ async def enqueue_welcome(ctx: HandlerContext, event: AddExternalContact | AddHa
     return inserted
 
 
-async def refresh_contact(ctx: HandlerContext, external_userid: str) -> None:
-    """Re-read a customer from WeCom, retrying briefly on 84061 (WeCom lags right after an
-    add), and store what it says."""
-    delays = list(ctx.settings.welcome.fetch_retry_seconds)
+class RelationNotListedYet(NotExternalContact):
+    """`externalcontact/get` answered, but without the member the add event names."""
+
+
+async def refresh_contact(
+    ctx: HandlerContext,
+    external_userid: str,
+    *,
+    expect_userid: str | None = None,
+    retry: bool = True,
+) -> None:
+    """Re-read a customer from WeCom and store what it says.
+
+    Right after an add WeCom lags: `externalcontact/get` answers 84061 for a new customer,
+    and for a customer who already follows other members it answers without the new one.
+    Both are retried briefly; if WeCom still lags, the error goes up and the inbox retries
+    the callback later (its effects are idempotent).
+    """
+    delays = list(ctx.settings.welcome.fetch_retry_seconds) if retry else []
     while True:
         try:
             contact, follow_users, complete = await fetch_contact(ctx.wecom, external_userid)
-            break
         except NotExternalContact:
             if not delays:
                 raise
-            await ctx.clock.sleep(delays.pop(0))
+        else:
+            listed = {str(f.get("userid")) for f in follow_users}
+            if expect_userid is None or expect_userid in listed:
+                break
+            if not delays:
+                raise RelationNotListedYet(
+                    84061, f"{expect_userid} not yet among the followers", "externalcontact/get"
+                )
+        await ctx.clock.sleep(delays.pop(0))
     now = ctx.clock.now()
     await ctx.db.run(
         lambda s: mirror.apply_contact_detail(s, contact, follow_users, now=now, complete=complete)
@@ -102,9 +128,12 @@ async def on_add(ctx: HandlerContext, event: AddExternalContact | AddHalfExterna
     await enqueue_welcome(ctx, event)
     now = ctx.clock.now()
     await ctx.db.run(lambda s: mirror.upsert_member(s, event.user_id, now=now))
-    await refresh_contact(ctx, event.external_user_id)
+    await refresh_contact(ctx, event.external_user_id, expect_userid=event.user_id)
     ctx.log.info(
-        "customer %s added %s via state %s", hash_id(event.external_user_id), event.user_id, event.state
+        "customer %s added %s via state %s",
+        hash_id(event.external_user_id),
+        event.user_id,
+        event.state,
     )
 
 
@@ -117,22 +146,30 @@ async def on_add_half_external_contact(event: AddHalfExternalContact, ctx: Handl
 
 
 async def on_edit_external_contact(event: EditExternalContact, ctx: HandlerContext) -> None:
-    await refresh_contact(ctx, event.external_user_id)
+    try:
+        await refresh_contact(ctx, event.external_user_id, retry=False)
+    except NotExternalContact:
+        # Nobody follows the customer any more: the deletion's own event says why.
+        ctx.log.info(
+            "edited customer %s is no longer anyone's contact", hash_id(event.external_user_id)
+        )
 
 
 async def on_del_external_contact(event: DelExternalContact, ctx: HandlerContext) -> None:
     reason = "transferred" if event.source == "DELETE_BY_TRANSFER" else "deleted_by_member"
-    now = ctx.clock.now()
-    await ctx.db.run(
-        lambda s: mirror.end_relation(s, event.external_user_id, event.user_id, reason=reason, now=now)
-    )
+    await _end(ctx, event, reason)
 
 
 async def on_del_follow_user(event: DelFollowUser, ctx: HandlerContext) -> None:
+    await _end(ctx, event, mirror.CUSTOMER_DELETED)
+
+
+async def _end(ctx: HandlerContext, event: DelExternalContact | DelFollowUser, reason: str) -> None:
     now = ctx.clock.now()
+    at = utc_from_timestamp(event.create_time)
     await ctx.db.run(
         lambda s: mirror.end_relation(
-            s, event.external_user_id, event.user_id, reason=mirror.CUSTOMER_DELETED, now=now
+            s, event.external_user_id, event.user_id, reason=reason, now=now, at=at
         )
     )
 
@@ -146,5 +183,7 @@ async def on_transfer_fail(event: TransferFail, ctx: HandlerContext) -> None:
     )
     ctx.log.warning(
         "transfer of customer %s to %s failed: %s",
-        hash_id(event.external_user_id), event.user_id, event.fail_reason,
+        hash_id(event.external_user_id),
+        event.user_id,
+        event.fail_reason,
     )

@@ -15,10 +15,16 @@ from bot.handlers.context import HandlerContext
 MEMBER_CHANGES = {"add_member", "del_member"}
 
 
-async def refetch_group(ctx: HandlerContext, chat_id: str) -> None:
+async def refetch_group(ctx: HandlerContext, chat_id: str) -> bool:
+    """Re-read a group and store it; False when WeCom no longer shows it (dismissed since
+    the event, or its owner left the app's scope): its own event says what happened."""
     chat = await fetch_group(ctx.wecom, chat_id)
+    if chat is None:
+        ctx.log.info("group %s is gone from WeCom; nothing to re-read", chat_id)
+        return False
     now = ctx.clock.now()
     await ctx.db.run(lambda s: mirror.apply_group_detail(s, chat, now=now))
+    return True
 
 
 async def on_chat_create(event: ExternalChatCreate, ctx: HandlerContext) -> None:
@@ -34,7 +40,9 @@ async def on_chat_update(event: ExternalChatUpdate, ctx: HandlerContext) -> None
     if stored is None or event.last_mem_ver is None or stored != event.last_mem_ver:
         ctx.log.info(
             "group %s version %s != event's last %s: re-reading the group",
-            event.chat_id, stored, event.last_mem_ver,
+            event.chat_id,
+            stored,
+            event.last_mem_ver,
         )
         await refetch_group(ctx, event.chat_id)
         return
@@ -44,8 +52,15 @@ async def on_chat_update(event: ExternalChatUpdate, ctx: HandlerContext) -> None
     now = ctx.clock.now()
     await ctx.db.run(
         lambda s: mirror.apply_member_change(
-            s, event.chat_id, joined=joined, left=left, join_scene=event.join_scene,
-            quit_scene=event.quit_scene, member_version=event.cur_mem_ver, at=at, now=now,
+            s,
+            event.chat_id,
+            joined=joined,
+            left=left,
+            join_scene=event.join_scene,
+            quit_scene=event.quit_scene,
+            member_version=event.cur_mem_ver,
+            at=at,
+            now=now,
         )
     )
 

@@ -29,7 +29,9 @@ async def refresh_tags(
     await ctx.db.run(lambda s: mirror.apply_tag_groups(s, groups, now=now, complete_scope=scope))
 
 
-async def on_tag_create_or_update(event: ExternalTagCreate | ExternalTagUpdate, ctx: HandlerContext) -> None:
+async def on_tag_create_or_update(
+    event: ExternalTagCreate | ExternalTagUpdate, ctx: HandlerContext
+) -> None:
     if event.tag_type == "tag_group":
         await refresh_tags(ctx, group_ids=[event.id])
     else:
@@ -46,9 +48,14 @@ async def on_tag_update(event: ExternalTagUpdate, ctx: HandlerContext) -> None:
 
 async def on_tag_delete(event: ExternalTagDelete, ctx: HandlerContext) -> None:
     now = ctx.clock.now()
-    await ctx.db.run(
-        lambda s: mirror.delete_tag_or_group(s, event.id, tag_type=event.tag_type or "tag", now=now)
+    tag_type = event.tag_type or "tag"
+    group_id = await ctx.db.run(
+        lambda s: mirror.delete_tag_or_group(s, event.id, tag_type=tag_type, now=now)
     )
+    if tag_type != "tag_group" and group_id:
+        # WeCom drops a group with its last tag, without an event of its own: re-read the
+        # group (complete), which marks it deleted when WeCom no longer lists it.
+        await refresh_tags(ctx, group_ids=[group_id])
 
 
 async def on_tag_shuffle(event: ExternalTagShuffle, ctx: HandlerContext) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ class Effect:
     execute: Execute
     idempotent: bool = True
     reconcile: Reconcile | None = None
-    member_of: Callable[[dict[str, Any]], str | None] = field(default=lambda _payload: None)
     final_errcodes: frozenset[int] = frozenset()
     retry_once_errcodes: frozenset[int] = frozenset()
     done_errcodes: frozenset[int] = frozenset()

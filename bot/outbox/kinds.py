@@ -44,11 +44,6 @@ async def _mark_tag(client: WeComClient, payload: dict[str, Any]) -> dict[str, A
     return {"marked": True}
 
 
-def _single_recipient(payload: dict[str, Any]) -> str | None:
-    touser = str(payload.get("touser", ""))
-    return touser if touser and "|" not in touser else None
-
-
 def default_effects() -> EffectRegistry:
     registry = EffectRegistry()
     registry.register(
@@ -69,10 +64,11 @@ def default_effects() -> EffectRegistry:
             execute=_send_app_message,
             # Rows carry enable_duplicate_check, so WeCom drops a repeat within the interval.
             idempotent=True,
-            member_of=_single_recipient,
         )
     )
     registry.register(
-        Effect(kind=MARK_TAG, api_path="externalcontact/mark_tag", execute=_mark_tag, idempotent=True)
+        Effect(
+            kind=MARK_TAG, api_path="externalcontact/mark_tag", execute=_mark_tag, idempotent=True
+        )
     )
     return registry

@@ -108,7 +108,9 @@ def claim(
         return []
     previous = dict(pairs)
     rows = session.scalars(
-        select(OutboxItem).where(OutboxItem.id.in_(previous)).order_by(OutboxItem.due_at, OutboxItem.id)
+        select(OutboxItem)
+        .where(OutboxItem.id.in_(previous))
+        .order_by(OutboxItem.due_at, OutboxItem.id)
     ).all()
     return [
         Claimed(

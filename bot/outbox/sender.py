@@ -26,6 +26,7 @@ from bot.store.db import Database
 from bot.wecom.errors import (
     ConfigurationError,
     OutcomeUnknown,
+    QuotaWait,
     RateLimited,
     TransientError,
     WeComError,
@@ -72,7 +73,7 @@ class Sender:
         self.db = db
         self.clock = clock
         # The sender owns retry timing, so the client must neither retry nor wait for quota.
-        self.client = client.with_options(retries=False)
+        self.client = client.with_options(retries=False, wait_for_quota=False)
         self.effects = effects
         self.config = config
         self.retry = retry
@@ -98,18 +99,18 @@ class Sender:
     async def drain(self, lane: str | None = None) -> int:
         """Process every row due now (in `lane`, or in all lanes); return how many."""
         lanes = [lane] if lane else [queue.FAST, queue.NORMAL]
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+
+        async def guarded(item: Claimed) -> None:
+            async with semaphore:
+                await self.process(item)
+
         total = 0
         for name in lanes:
             while True:
                 batch = await self.db.run(self._claimer(name))
                 if not batch:
                     break
-                semaphore = asyncio.Semaphore(self.config.concurrency)
-
-                async def guarded(item: Claimed) -> None:
-                    async with semaphore:
-                        await self.process(item)
-
                 await asyncio.gather(*(guarded(item) for item in batch))
                 total += len(batch)
         return total
@@ -143,9 +144,8 @@ class Sender:
             self.stats.expired += 1
             log.warning("outbox %s expired (kind %s)", item.id, item.kind)
             return
-        if item.recovered and not effect.idempotent:
-            if await self._reconcile(item, effect):
-                return
+        if item.recovered and not effect.idempotent and await self._reconcile(item, effect):
+            return
         try:
             result = await effect.execute(self.client, item.payload)
         except WeComError as exc:
@@ -159,7 +159,9 @@ class Sender:
         Returns True when the row is settled (found, or given up on)."""
         if effect.reconcile is None:
             await self._finish(
-                item, queue.FAILED, error="outcome unknown after a crash; not repeated (no reconcile)"
+                item,
+                queue.FAILED,
+                error="outcome unknown after a crash; not repeated (no reconcile)",
             )
             self.stats.failed += 1
             return True
@@ -176,8 +178,7 @@ class Sender:
 
     async def _on_error(self, item: Claimed, effect: Effect, exc: WeComError) -> None:
         code = exc.errcode
-        if code is not None:
-            self.stats.by_errcode[code] = self.stats.by_errcode.get(code, 0) + 1
+        self.stats.by_errcode[code] = self.stats.by_errcode.get(code, 0) + 1
         attempts = item.attempts + 1
         if code in effect.done_errcodes:
             await self._finish(item, queue.SKIPPED, error=str(exc), errcode=code)
@@ -185,7 +186,7 @@ class Sender:
         if isinstance(exc, RateLimited):
             # 45009 (or our own bucket): wait for the bucket, don't hammer it.
             delay = max(exc.retry_after, 1.0)
-            local = code is None
+            local = isinstance(exc, QuotaWait)  # our own limiter said wait; nothing was sent
             if attempts > self.config.max_attempts and not local:
                 await self._give_up(item, exc)
                 return
@@ -226,7 +227,9 @@ class Sender:
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.retry.backoff_cap_seconds, self.retry.backoff_base_seconds * 2**attempts)
-        return self.rng.uniform(self.retry.backoff_base_seconds, max(ceiling, self.retry.backoff_base_seconds))
+        return self.rng.uniform(
+            self.retry.backoff_base_seconds, max(ceiling, self.retry.backoff_base_seconds)
+        )
 
     async def _give_up(self, item: Claimed, exc: WeComError) -> None:
         log.error("outbox %s (%s) gave up after %d attempts", item.id, item.kind, item.attempts + 1)
@@ -245,8 +248,14 @@ class Sender:
         now = self.clock.now()
         await self.db.run(
             lambda s: queue.finish(
-                s, item.id, status=status, now=now, worker_id=self.worker_id,
-                result=result, error=error, errcode=errcode,
+                s,
+                item.id,
+                status=status,
+                now=now,
+                worker_id=self.worker_id,
+                result=result,
+                error=error,
+                errcode=errcode,
             )
         )
 
@@ -257,7 +266,14 @@ class Sender:
         due = now + timedelta(seconds=delay)
         await self.db.run(
             lambda s: queue.reschedule(
-                s, item.id, due_at=due, now=now, worker_id=self.worker_id,
-                error=str(exc), errcode=exc.errcode, count_attempt=count, status=status,
+                s,
+                item.id,
+                due_at=due,
+                now=now,
+                worker_id=self.worker_id,
+                error=str(exc),
+                errcode=exc.errcode,
+                count_attempt=count,
+                status=status,
             )
         )

@@ -28,6 +28,8 @@ def normalise_url(url: str) -> str:
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[..., None]:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (see _begin_immediate).
+        dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         # WAL lets readers run during writes; FULL makes an acknowledged callback survive
         # power loss, not only a process crash.
@@ -40,7 +42,20 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[..., None]:
     return on_connect
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> Engine:
+def _begin_immediate(conn: Any) -> None:
+    """Take SQLite's write lock when a transaction starts, not at its first write.
+
+    Each `Database.run` uses its own pooled connection, so a transaction that reads and then
+    writes (claim a row, upsert a customer) would otherwise fail at once with
+    SQLITE_BUSY_SNAPSHOT whenever another connection committed in between; busy_timeout
+    cannot wait that out, but it does wait for an IMMEDIATE lock.
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(
+    url: str, *, busy_timeout_ms: int = 5000, echo: bool = False, **options: Any
+) -> Engine:
     """Create an engine with the settings each backend needs."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -50,10 +65,14 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) ->
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             pool_size=8,
             max_overflow=8,
+            **options,
         )
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+        event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(
+        url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True, **options
+    )
 
 
 class Database:

@@ -1,8 +1,8 @@
 """Claiming due rows under a lease, the same way for the inbox and the outbox.
 
 On PostgreSQL the claim is `SELECT … FOR UPDATE SKIP LOCKED`, so several processes take
-different rows without waiting on each other; on SQLite (one writer at a time) a single
-`UPDATE … WHERE id IN (SELECT …) RETURNING` is atomic by itself.
+different rows without waiting on each other; on SQLite every transaction begins IMMEDIATE
+(bot/store/db.py), so the select and the update see no other writer in between.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def claim_due(
     ready_statuses: tuple[str, ...] = ("pending",),
     leased_status: str = "sending",
     extra: ColumnElement[bool] | None = None,
+    extra_values: dict[str, Any] | None = None,
 ) -> list[tuple[int, str]]:
     """Lease up to `limit` due rows; return (id, status before the claim) pairs.
 
@@ -53,6 +54,7 @@ def claim_due(
             status=leased_status,
             lease_until=now + timedelta(seconds=lease_seconds),
             leased_by=worker_id,
+            **(extra_values or {}),
         )
         .execution_options(synchronize_session=False)
     )

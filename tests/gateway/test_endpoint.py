@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
+from starlette.requests import Request
 
 from bot.clock import FrozenClock, utc_from_timestamp
 from bot.config import Settings
@@ -352,6 +353,33 @@ async def test_oversized_chunked_body_without_length_is_refused(
     assert response.status_code == 413
     await _assert_nothing_stored(db, stored_calls)
     assert len(sent) < 100  # reading stopped once past the limit
+
+
+async def test_client_gone_mid_body_stores_nothing(
+    sender: Sender, gateway: CallbackGateway, db: Database, stored_calls: list[int]
+) -> None:
+    envelope = sender.seal(fixture_xml("del_follow_user"))
+    body = envelope.callback_xml(CORP_ID).encode()
+    messages: list[dict[str, object]] = [
+        {"type": "http.request", "body": body[:40], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    query = "&".join(f"{k}={v}" for k, v in envelope.query().items())
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/wecom/callback",
+        "query_string": query.encode(),
+        "headers": [],
+    }
+    response = await gateway.receive(Request(scope, receive))
+    assert response.status_code == 400
+    await _assert_nothing_stored(db, stored_calls)
+    assert gateway.counters.rejected["client_disconnected"] == 1
 
 
 async def test_unconfigured_app_answers_503(

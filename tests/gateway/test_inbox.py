@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from bot.clock import FrozenClock
-from bot.gateway.inbox import dedupe_key, purge_finished, store_event
+from bot.gateway.events import CallbackEvent
+from bot.gateway.inbox import InboxWriter, dedupe_key, purge_finished, store_event
 from bot.gateway.parse import parse_event
 from bot.store.db import Database
 from bot.store.models import InboxEvent
@@ -88,3 +92,74 @@ def test_purge_removes_only_old_finished_rows(db: Database, clock: FrozenClock) 
     deleted = db.call(lambda s: purge_finished(s, before=clock.now() - timedelta(hours=72)))
     assert deleted == 1
     assert [row.id for row in inbox_rows(db)] == [1, 3]
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+def _pending(name: str, n: int = 0) -> tuple[str, CallbackEvent, bytes]:
+    plaintext = fixture_xml(name) + f"<!-- {n} -->".encode()
+    return dedupe_key(plaintext), parse_event(plaintext), plaintext
+
+
+async def test_writer_batches_concurrent_stores_into_few_transactions(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = InboxWriter(db, max_batch=64)
+    transactions: list[int] = []
+    real_run = db.run
+
+    async def counting_run(fn):
+        transactions.append(1)
+        return await real_run(fn)
+
+    monkeypatch.setattr(db, "run", counting_run)
+    items = [_pending("external_chat_update", n) for n in range(30)]
+    duplicate = items[0]
+    results = await asyncio.gather(
+        *(
+            writer.store(key=k, event=e, payload=p, now=clock.now())
+            for k, e, p in [*items, duplicate]
+        )
+    )
+    assert results == [True] * 30 + [False]
+    assert len(inbox_rows(db)) == 30
+    # The flusher starts after every caller already scheduled has queued: one transaction.
+    assert len(transactions) == 1
+
+
+async def test_writer_reports_a_failed_transaction_to_every_caller_in_it(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = InboxWriter(db)
+
+    async def broken(fn):
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(db, "run", broken)
+    items = [_pending("del_follow_user", n) for n in range(3)]
+    results = await asyncio.gather(
+        *(writer.store(key=k, event=e, payload=p, now=clock.now()) for k, e, p in items),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, OperationalError) for r in results)
+    monkeypatch.undo()
+    assert inbox_rows(db) == []
+    # The writer recovers: the next store succeeds.
+    key, event, payload = items[0]
+    assert await writer.store(key=key, event=event, payload=payload, now=clock.now())
+
+
+async def test_cancelled_caller_does_not_stop_the_shared_write(
+    db: Database, clock: FrozenClock
+) -> None:
+    writer = InboxWriter(db)
+    (k1, e1, p1), (k2, e2, p2) = _pending("transfer_fail", 1), _pending("transfer_fail", 2)
+    first = asyncio.create_task(writer.store(key=k1, event=e1, payload=p1, now=clock.now()))
+    second = asyncio.create_task(writer.store(key=k2, event=e2, payload=p2, now=clock.now()))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second is True
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert len(inbox_rows(db)) == 2

@@ -53,20 +53,30 @@ def make_sender(db: Database, clock: FrozenClock, *effects: Effect, **config: An
     for effect in effects:
         registry.register(effect)
     return Sender(
-        db=db, clock=clock, client=StubClient(), effects=registry,  # type: ignore[arg-type]
-        config=OutboxConfig(**config), retry=RetryConfig(), worker_id="w1",
-        outbox=queue.Outbox(), rng=random.Random(1),
+        db=db,
+        clock=clock,
+        client=StubClient(),  # type: ignore[arg-type]
+        effects=registry,
+        config=OutboxConfig(**config),
+        retry=RetryConfig(),
+        worker_id="w1",
+        outbox=queue.Outbox(),
+        rng=random.Random(1),
     )
 
 
 def add(db: Database, clock: FrozenClock, key: str, kind: str = "k", **extra: Any) -> bool:
     return db.call(
-        lambda s: queue.enqueue(s, key=key, kind=kind, payload={"key": key}, now=clock.now(), **extra)
+        lambda s: queue.enqueue(
+            s, key=key, kind=kind, payload={"key": key}, now=clock.now(), **extra
+        )
     )
 
 
 def row(db: Database, key: str) -> OutboxItem:
-    return db.call(lambda s: s.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).one())
+    return db.call(
+        lambda s: s.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).one()
+    )
 
 
 async def run_until_settled(sender: Sender, clock: FrozenClock, rounds: int = 30) -> None:
@@ -101,7 +111,8 @@ async def test_busy_is_retried_at_most_three_times(db: Database, clock: FrozenCl
     item = row(db, "a")
     assert item.status == "dead"
     assert len(script.calls) == 4  # the first call and three retries
-    assert item.last_errcode == -1 and "gave up" in (item.last_error or "")
+    assert item.last_errcode == -1
+    assert "gave up" in (item.last_error or "")
 
 
 async def test_transient_then_success(db: Database, clock: FrozenClock) -> None:
@@ -112,7 +123,8 @@ async def test_transient_then_success(db: Database, clock: FrozenClock) -> None:
     assert row(db, "a").status == "pending"
     assert row(db, "a").due_at > clock.now()  # backed off, not retried at once
     await run_until_settled(sender, clock)
-    assert row(db, "a").status == "sent" and len(script.calls) == 2
+    assert row(db, "a").status == "sent"
+    assert len(script.calls) == 2
 
 
 async def test_rate_limited_waits_for_the_bucket(db: Database, clock: FrozenClock) -> None:
@@ -142,11 +154,16 @@ async def test_configuration_errors_are_final(db: Database, clock: FrozenClock, 
     assert (item.status, item.last_errcode, len(script.calls)) == ("failed", code, 1)
 
 
-async def test_welcome_code_used_is_final_and_41096_retried_once(db: Database, clock: FrozenClock) -> None:
+async def test_welcome_code_used_is_final_and_41096_retried_once(
+    db: Database, clock: FrozenClock
+) -> None:
     used = Script(WelcomeCodeUsed(41051, "used", "p"))
-    busy = Script(WelcomeInProgress(41096, "in progress", "p"), WelcomeInProgress(41096, "again", "p"))
+    busy = Script(
+        WelcomeInProgress(41096, "in progress", "p"), WelcomeInProgress(41096, "again", "p")
+    )
     sender = make_sender(
-        db, clock,
+        db,
+        clock,
         Effect(kind="w1", api_path="p", execute=used, done_errcodes=frozenset({41051})),
         Effect(kind="w2", api_path="p", execute=busy, retry_once_errcodes=frozenset({41096})),
     )
@@ -163,7 +180,8 @@ async def test_expired_rows_are_never_sent_late(db: Database, clock: FrozenClock
     add(db, clock, "a", expires_at=clock.now() + timedelta(seconds=20))
     clock.advance(21)
     await sender.drain()
-    assert row(db, "a").status == "expired" and script.calls == []
+    assert row(db, "a").status == "expired"
+    assert script.calls == []
 
 
 async def test_gives_up_after_the_bound_with_reason_kept(db: Database, clock: FrozenClock) -> None:
@@ -176,7 +194,9 @@ async def test_gives_up_after_the_bound_with_reason_kept(db: Database, clock: Fr
     assert "45033" in (item.last_error or "")
 
 
-async def test_unknown_outcome_of_a_non_idempotent_call_is_reconciled(db: Database, clock: FrozenClock) -> None:
+async def test_unknown_outcome_of_a_non_idempotent_call_is_reconciled(
+    db: Database, clock: FrozenClock
+) -> None:
     script = Script(OutcomeUnknown(-1000, "read timeout", "p"))
     found: list[str] = []
 
@@ -185,43 +205,69 @@ async def test_unknown_outcome_of_a_non_idempotent_call_is_reconciled(db: Databa
         return {"msgid": "msg-1", "reconciled": True}
 
     sender = make_sender(
-        db, clock, Effect(kind="k", api_path="p", execute=script, idempotent=False, reconcile=reconcile)
+        db,
+        clock,
+        Effect(kind="k", api_path="p", execute=script, idempotent=False, reconcile=reconcile),
     )
     add(db, clock, "a")
     await run_until_settled(sender, clock, rounds=3)
     item = row(db, "a")
-    assert item.status == "sent" and item.result == {"msgid": "msg-1", "reconciled": True}
-    assert len(script.calls) == 1 and found == ["a"]  # looked, did not repeat
+    assert item.status == "sent"
+    assert item.result == {"msgid": "msg-1", "reconciled": True}
+    assert len(script.calls) == 1
+    assert found == ["a"]
 
 
-async def test_unknown_outcome_without_reconcile_is_not_repeated(db: Database, clock: FrozenClock) -> None:
+async def test_unknown_outcome_without_reconcile_is_not_repeated(
+    db: Database, clock: FrozenClock
+) -> None:
     script = Script(OutcomeUnknown(-1000, "read timeout", "p"))
-    sender = make_sender(db, clock, Effect(kind="k", api_path="p", execute=script, idempotent=False))
+    sender = make_sender(
+        db, clock, Effect(kind="k", api_path="p", execute=script, idempotent=False)
+    )
     add(db, clock, "a")
     await run_until_settled(sender, clock, rounds=3)
-    assert row(db, "a").status == "failed" and len(script.calls) == 1
+    assert row(db, "a").status == "failed"
+    assert len(script.calls) == 1
 
 
-async def test_a_dead_workers_lease_expires_and_the_row_is_recovered(db: Database, clock: FrozenClock) -> None:
+async def test_a_dead_workers_lease_expires_and_the_row_is_recovered(
+    db: Database, clock: FrozenClock
+) -> None:
     script = Script()
-    sender = make_sender(db, clock, Effect(kind="k", api_path="p", execute=script), lease_seconds=60)
+    sender = make_sender(
+        db, clock, Effect(kind="k", api_path="p", execute=script), lease_seconds=60
+    )
     add(db, clock, "a")
     # Another worker claimed it and died.
-    db.call(lambda s: queue.claim(s, lane="normal", now=clock.now(), worker_id="dead", lease_seconds=60, limit=5))
+    db.call(
+        lambda s: queue.claim(
+            s, lane="normal", now=clock.now(), worker_id="dead", lease_seconds=60, limit=5
+        )
+    )
     assert await sender.drain() == 0
     clock.advance(61)
     assert await sender.drain() == 1
     assert row(db, "a").status == "sent"
 
 
-async def test_recovered_non_idempotent_row_without_reconcile_is_given_up(db: Database, clock: FrozenClock) -> None:
+async def test_recovered_non_idempotent_row_without_reconcile_is_given_up(
+    db: Database, clock: FrozenClock
+) -> None:
     script = Script()
-    sender = make_sender(db, clock, Effect(kind="k", api_path="p", execute=script, idempotent=False))
+    sender = make_sender(
+        db, clock, Effect(kind="k", api_path="p", execute=script, idempotent=False)
+    )
     add(db, clock, "a")
-    db.call(lambda s: queue.claim(s, lane="normal", now=clock.now(), worker_id="dead", lease_seconds=60, limit=5))
+    db.call(
+        lambda s: queue.claim(
+            s, lane="normal", now=clock.now(), worker_id="dead", lease_seconds=60, limit=5
+        )
+    )
     clock.advance(61)
     await sender.drain()
-    assert row(db, "a").status == "failed" and script.calls == []
+    assert row(db, "a").status == "failed"
+    assert script.calls == []
 
 
 async def test_transient_error_class_is_not_final(db: Database, clock: FrozenClock) -> None:

@@ -286,6 +286,9 @@ async def test_token_and_secret_never_in_errors_or_logs(
     client, fake, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.DEBUG)
+    # Set httpx's own level too: app logging set-up may have raised it to WARNING, which
+    # would hide the very records (URLs with tokens) this test is about.
+    caplog.set_level(logging.INFO, logger="httpx")
     fake.always(PATH, ok(follow_user=[]))
     await client.externalcontact.get_follow_user_list()
     token, next_token = "TOKEN-1-" + "x" * 20, "TOKEN-2-" + "x" * 20
