@@ -147,6 +147,129 @@ class SyncConfig(Section):
     group_page_limit: int = Field(1000, ge=1, le=1000)
 
 
+class ImportConfig(Section):
+    """`bot import-customers`: which column of the bank's export holds what."""
+
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {
+            "customer_key": "客户号",
+            "external_userid": "企业微信客户ID",
+            "mobile": "手机号",
+            "aum": "AUM",
+            "payroll": "代发标志",
+            "birth_date": "出生日期",
+            "age": "年龄",
+            "products": "持有产品",
+            "branch": "网点",
+            "occupation": "职业",
+            "interests": "兴趣爱好",
+            "district": "商圈",
+            "last_login": "最近手机银行登录",
+            "opened_at": "开户日期",
+        }
+    )
+    encoding: Literal["auto", "utf-8", "gbk"] = "auto"
+    products_separator: str = "|"
+    true_values: list[str] = Field(default_factory=lambda: ["1", "Y", "y", "是", "true", "TRUE"])
+    false_values: list[str] = Field(default_factory=lambda: ["0", "N", "n", "否", "false", "FALSE", ""])
+
+
+class AssetTier(Section):
+    """A tier entered at `min_aum` (yuan)."""
+
+    code: str
+    tag: str
+    min_aum: float = Field(ge=0)
+
+
+class LifecycleConfig(Section):
+    """Thresholds for potential / new / growth / mature / churning."""
+
+    new_account_days: int = Field(90, ge=1)
+    mature_account_days: int = Field(730, ge=1)
+    active_login_days: int = Field(30, ge=1)
+    churn_inactive_days: int = Field(90, ge=1)
+    growth_aum_trend: float = 0.05
+    churn_aum_trend: float = -0.2
+    tags: dict[str, str] = Field(
+        default_factory=lambda: {
+            "potential": "潜力客户",
+            "new": "新客户",
+            "growth": "成长客户",
+            "mature": "成熟客户",
+            "churning": "流失预警",
+        }
+    )
+
+
+class KeywordRule(Section):
+    """Tag customers whose remark or description (or activity answers) mention a keyword."""
+
+    tag: str
+    any: list[str] = Field(min_length=1)
+
+
+class TaggingConfig(Section):
+    """Rules that turn bank data and behaviour into tags."""
+
+    asset_tiers: list[AssetTier] = Field(
+        default_factory=lambda: [
+            AssetTier(code="T1", tag="资产5万+", min_aum=50_000),
+            AssetTier(code="T2", tag="资产10万+", min_aum=100_000),
+            AssetTier(code="T3", tag="资产50万+", min_aum=500_000),
+            AssetTier(code="T4", tag="资产600万+", min_aum=6_000_000),
+        ]
+    )
+    hysteresis_ratio: float = Field(0.05, ge=0, lt=1)
+    payroll_tag: str = "代发客户"
+    senior_tag: str = "老年客户"
+    senior_min_age: int = Field(60, ge=1)
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    channels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "qr_branch_a": "渠道-网点二维码",
+            "qr_lobby": "渠道-大堂",
+            "qr_senior_club": "渠道-银发俱乐部",
+            "link_wechat_article": "渠道-公众号文章",
+        }
+    )
+    keywords: list[KeywordRule] = Field(default_factory=list)
+
+
+class TagSyncConfig(Section):
+    """Pushing rule tags to WeCom corp tags (the bot owns one tag group per rule family)."""
+
+    enabled: bool = True
+    group_names: dict[str, str] = Field(
+        default_factory=lambda: {
+            "asset": "资产等级",
+            "payroll": "代发",
+            "senior": "年龄",
+            "lifecycle": "生命周期",
+            "channel": "来源渠道",
+            "keyword": "兴趣标签",
+        }
+    )
+    batch_size: int = Field(500, ge=1)
+
+
+class SegmentRule(Section):
+    """A group segment, by name, owner or member composition (any condition matches)."""
+
+    segment: str
+    name_contains: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
+    member_tag: str | None = None
+    member_tag_share: float = Field(0.5, gt=0, le=1)
+
+
+class SegmentsConfig(Section):
+    """Group segments: rules, plus segments set by hand per chat_id."""
+
+    rules: list[SegmentRule] = Field(default_factory=list)
+    manual: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class PathsConfig(Section):
     """Where content templates and calendars live (relative to the config file)."""
 
@@ -169,6 +292,10 @@ class Settings(Section):
     outbox: OutboxConfig = OutboxConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
     sync: SyncConfig = SyncConfig()
+    import_: ImportConfig = Field(ImportConfig(), alias="import")
+    tagging: TaggingConfig = TaggingConfig()
+    tag_sync: TagSyncConfig = TagSyncConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     paths: PathsConfig = PathsConfig()
     base_dir: str = Field(".", exclude=True)
 
@@ -197,7 +324,7 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc,
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
         # Other tools share the BOT_ prefix (BOT_TEST_POSTGRES_URL, say): only names that
         # start with one of our keys are ours, and within those an unknown key is an error.
-        if not all(parts) or parts[0] not in Settings.model_fields or parts[0] == "base_dir":
+        if not all(parts) or parts[0] not in _top_level_keys():
             continue
         node = tree
         for part in parts[:-1]:
@@ -209,6 +336,13 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc,
             node[parts[-1]] = value
             origins[tuple(parts)] = name
     return tree, origins
+
+
+def _top_level_keys() -> set[str]:
+    """Settings' keys as written in YAML (aliases where a key is a Python keyword)."""
+    return {
+        field.alias or name for name, field in Settings.model_fields.items() if name != "base_dir"
+    }
 
 
 def _deep_merge(base: Any, override: Mapping[str, Any]) -> dict[str, Any]:

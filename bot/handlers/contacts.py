@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from bot import mirror
 from bot.clock import utc_from_timestamp
 from bot.fetch import fetch_contact
@@ -16,13 +18,14 @@ from bot.gateway.events import (
     TransferFail,
 )
 from bot.handlers.context import HandlerContext
+from bot.outbox.kinds import WELCOME_MSG
 from bot.outbox.queue import FAST
 from bot.privacy import hash_id
 from bot.store.models import Member
 from bot.templates import RenderError
 from bot.wecom.errors import NotExternalContact
 
-WELCOME_KIND = "welcome_msg"
+WELCOME_KIND = WELCOME_MSG
 WELCOME_WINDOW_SECONDS = 20  # WeCom: a welcome_code is usable once, within 20 s
 
 
@@ -42,34 +45,27 @@ async def enqueue_welcome(
     created = utc_from_timestamp(event.create_time)
     now = ctx.clock.now()
     expires = created + timedelta(seconds=WELCOME_WINDOW_SECONDS)
-
-    def member_name(session: object) -> str | None:
-        from sqlalchemy.orm import Session
-
-        assert isinstance(session, Session)
-        member = session.get(Member, event.user_id)
-        return member.name if member and member.name else None
-
-    name = await ctx.db.run(member_name)
     template = welcome_template_for(ctx, event.state)
-    try:
-        # `manager` is "" while the mirror does not know the member's name; the templates
-        # word their greeting for that case.
+
+    def enqueue(session: Session) -> bool:
+        # One transaction, so the welcome is queued after a single trip to the database.
+        member = session.get(Member, event.user_id)
+        # `manager` is "" while the mirror does not know the member's name (groupchat/get
+        # teaches it); the templates word their greeting for that case.
         text = ctx.templates.render(
-            template, manager=name or "", state=event.state or "", branch=ctx.settings.branch_name
+            template,
+            manager=(member.name if member else None) or "",
+            state=event.state or "",
+            branch=ctx.settings.branch_name,
         )
-    except RenderError:
-        ctx.log.exception("welcome template %s failed; nothing sent", template)
-        return False
-    payload = {
-        "welcome_code": event.welcome_code,
-        "text": {"content": text},
-        "userid": event.user_id,
-        "external_userid": event.external_user_id,
-    }
-    inserted = await ctx.db.run(
-        lambda s: ctx.outbox.enqueue(
-            s,
+        payload = {
+            "welcome_code": event.welcome_code,
+            "text": {"content": text},
+            "userid": event.user_id,
+            "external_userid": event.external_user_id,
+        }
+        return ctx.outbox.enqueue(
+            session,
             key=f"welcome:{event.welcome_code}",
             kind=WELCOME_KIND,
             payload=payload,
@@ -77,7 +73,12 @@ async def enqueue_welcome(
             expires_at=expires,
             lane=FAST,
         )
-    )
+
+    try:
+        inserted = await ctx.db.run(enqueue)
+    except RenderError:
+        ctx.log.exception("welcome template %s failed; nothing sent", template)
+        return False
     if inserted:
         ctx.outbox.notify(FAST)
     return inserted

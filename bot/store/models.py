@@ -3,21 +3,24 @@ bot's own bookkeeping (inbox, outbox, token cache, sync checkpoints)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,6 +68,10 @@ class Customer(Base):
     unionid: Mapped[str | None] = mapped_column(String(64), index=True)
     corp_name: Mapped[str | None] = mapped_column(String(128))
     avatar: Mapped[str | None] = mapped_column(Text)
+    opted_out: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+    opted_out_at: Mapped[datetime | None]
     fetched_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -245,3 +252,122 @@ class SyncCheckpoint(Base):
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     run_id: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
+
+
+# -- bank data and tagging ----------------------------------------------------------------
+
+
+class CustomerProfile(Base):
+    """Attributes the bank exports for one of its customers, matched to a WeCom customer
+    when possible (by external_userid, or by mobile against managers' remark mobiles)."""
+
+    __tablename__ = "customer_profiles"
+
+    customer_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    match_method: Mapped[str | None] = mapped_column(String(16))
+    aum: Mapped[float | None] = mapped_column(Numeric(18, 2, asdecimal=False), index=True)
+    asset_tier: Mapped[str | None] = mapped_column(String(16), index=True)
+    payroll: Mapped[bool | None] = mapped_column(Boolean, index=True)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    age: Mapped[int | None] = mapped_column(Integer, index=True)
+    products: Mapped[list[str] | None] = mapped_column(JSON)
+    branch: Mapped[str | None] = mapped_column(String(64), index=True)
+    occupation: Mapped[str | None] = mapped_column(String(64))
+    interests: Mapped[str | None] = mapped_column(Text)
+    district: Mapped[str | None] = mapped_column(String(64))
+    last_login_at: Mapped[datetime | None]
+    opened_at: Mapped[date | None] = mapped_column(Date)
+    lifecycle: Mapped[str | None] = mapped_column(String(16), index=True)
+    aum_trend: Mapped[float | None] = mapped_column(Numeric(8, 4, asdecimal=False))
+    imported_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AttributeChange(Base):
+    """One attribute of one bank customer changing (value from → to), for history views."""
+
+    __tablename__ = "attribute_history"
+    __table_args__ = (Index("ix_attribute_history_key_attr", "customer_key", "attribute"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_key: Mapped[str] = mapped_column(String(64))
+    attribute: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime]
+    import_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class ImportRun(Base):
+    """One `bot import-customers` run and its outcome."""
+
+    __tablename__ = "import_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    unmatched: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class CustomerTag(Base):
+    """A tag a rule set on a customer, with the reason shown by `bot explain`."""
+
+    __tablename__ = "customer_tags"
+    __table_args__ = (Index("ix_customer_tags_tag_customer", "tag", "external_userid"),)
+
+    external_userid: Mapped[str] = mapped_column(
+        ForeignKey("customers.external_userid", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime]
+
+
+class GroupSegment(Base):
+    """A segment a customer group belongs to (by rule on name, owner or members, or by hand)."""
+
+    __tablename__ = "group_segments"
+
+    chat_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.chat_id", ondelete="CASCADE"), primary_key=True
+    )
+    segment: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime]
+
+
+class RuleTagMapping(Base):
+    """Which WeCom corp tag stands for a rule tag (the bot creates its own tag groups, since
+    an app may only edit tags it created)."""
+
+    __tablename__ = "rule_tag_map"
+
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    wecom_group_id: Mapped[str | None] = mapped_column(String(64))
+    wecom_tag_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    updated_at: Mapped[datetime]
+
+
+class PushedTag(Base):
+    """A corp tag the bot itself put on a (member, customer) through mark_tag. Only these
+    may ever be removed by the bot: tags managers set by hand are theirs."""
+
+    __tablename__ = "pushed_tags"
+
+    userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wecom_tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pushed_at: Mapped[datetime]
