@@ -207,5 +207,15 @@ def demo(
         sys.exit(130)
 
 
+def _register_tagging() -> None:
+    from bot.tagging import audience_cli, import_cli, rules_cli, tagsync_cli
+
+    for module in (import_cli, rules_cli, audience_cli, tagsync_cli):
+        module.register(app)
+
+
+_register_tagging()
+
+
 def main() -> None:
     app()

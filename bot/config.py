@@ -117,7 +117,7 @@ class WelcomeConfig(Section):
     enabled: bool = True
     default_template: str = "welcome/default.txt.j2"
     by_state: dict[str, str] = Field(default_factory=dict)
-    fetch_retry_seconds: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
+    lag_retry_seconds: float = Field(1.0, gt=0)
 
 
 class OutboxConfig(Section):
@@ -171,7 +171,9 @@ class ImportConfig(Section):
     encoding: Literal["auto", "utf-8", "gbk"] = "auto"
     products_separator: str = "|"
     true_values: list[str] = Field(default_factory=lambda: ["1", "Y", "y", "是", "true", "TRUE"])
-    false_values: list[str] = Field(default_factory=lambda: ["0", "N", "n", "否", "false", "FALSE", ""])
+    false_values: list[str] = Field(
+        default_factory=lambda: ["0", "N", "n", "否", "false", "FALSE", ""]
+    )
 
 
 class AssetTier(Section):

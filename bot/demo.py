@@ -274,19 +274,10 @@ def mirror_drift(run: DemoRun) -> list[str]:
         for r in world.relations.values()
         if r.alive and not r.customer_deleted
     }
-    mirrored = set(
-        db.call(
-            lambda s: (
-                s.execute(
-                    select(FollowRelation.userid, FollowRelation.external_userid).where(
-                        FollowRelation.status == "active"
-                    )
-                )
-                .tuples()
-                .all()
-            )
-        )
+    query = select(FollowRelation.userid, FollowRelation.external_userid).where(
+        FollowRelation.status == "active"
     )
+    mirrored = {(u, e) for u, e in db.call(lambda s: s.execute(query).all())}
     if live != mirrored:
         problems.append(f"{len(live ^ mirrored)} follow relations")
     for chat_id, group in world.groups.items():

@@ -16,6 +16,17 @@ F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 Obs = TypeVar("Obs", bound=Observer)
 
 
+class RetryLater(Exception):
+    """Raised by a handler when WeCom is not ready yet (it lags right after some events):
+    the row is tried again after `seconds` × its attempt number, without holding up the
+    rows behind it. Attempts still run out at the dispatcher's bound."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+        self.reason = reason
+
+
 class DuplicateHandler(ValueError):
     """A second handler was registered for a key that already has one."""
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.config import DispatcherConfig
-from bot.dispatch import Registry
+from bot.dispatch import Registry, RetryLater
 from bot.gateway.events import CallbackEvent, UnknownEvent
 from bot.gateway.parse import parse_event
 from bot.gateway.xmlsafe import XmlRejected
@@ -187,6 +187,25 @@ class InboxProcessor:
             return self._outcome(row, status="unhandled")
         try:
             await handler(event, self.ctx)
+        except RetryLater as later:
+            if row.attempts < self.config.max_attempts:
+                self.counters.retried += 1
+                log.info(
+                    "inbox row %d %s not ready (%s); again in %.1f s",
+                    row.id,
+                    event.routing_key,
+                    later.reason,
+                    later.seconds * row.attempts,
+                )
+                return self._outcome(
+                    row,
+                    status="pending",
+                    error=f"retry later: {later.reason}",
+                    next_attempt_at=self.clock.now()
+                    + timedelta(seconds=later.seconds * row.attempts),
+                    handled=True,
+                )
+            return self._failed_attempt(row, event, later)
         except Exception as exc:
             return self._failed_attempt(row, event, exc)
         self.counters.processed += 1

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from bot import mirror
 from bot.clock import utc_from_timestamp
+from bot.dispatch import RetryLater
 from bot.fetch import fetch_contact
 from bot.gateway.events import (
     AddExternalContact,
@@ -99,25 +100,24 @@ async def refresh_contact(
 
     Right after an add WeCom lags: `externalcontact/get` answers 84061 for a new customer,
     and for a customer who already follows other members it answers without the new one.
-    Both are retried briefly; if WeCom still lags, the error goes up and the inbox retries
-    the callback later (its effects are idempotent).
+    With `retry`, either makes the inbox try the callback again shortly (`RetryLater`)
+    instead of waiting here, so a burst of adds is not queued behind WeCom's lag; the
+    callback's effects are idempotent, and its welcome message has already been queued.
     """
-    delays = list(ctx.settings.welcome.fetch_retry_seconds) if retry else []
-    while True:
-        try:
-            contact, follow_users, complete = await fetch_contact(ctx.wecom, external_userid)
-        except NotExternalContact:
-            if not delays:
-                raise
-        else:
-            listed = {str(f.get("userid")) for f in follow_users}
-            if expect_userid is None or expect_userid in listed:
-                break
-            if not delays:
-                raise RelationNotListedYet(
-                    84061, f"{expect_userid} not yet among the followers", "externalcontact/get"
-                )
-        await ctx.clock.sleep(delays.pop(0))
+    lag = ctx.settings.welcome.lag_retry_seconds
+    try:
+        contact, follow_users, complete = await fetch_contact(ctx.wecom, external_userid)
+    except NotExternalContact:
+        if not retry:
+            raise
+        raise RetryLater(lag, "externalcontact/get: 84061 right after the add") from None
+    listed = {str(f.get("userid")) for f in follow_users}
+    if expect_userid is not None and expect_userid not in listed:
+        if not retry:
+            raise RelationNotListedYet(
+                84061, f"{expect_userid} not yet among the followers", "externalcontact/get"
+            )
+        raise RetryLater(lag, "externalcontact/get: the new follower is not listed yet")
     now = ctx.clock.now()
     await ctx.db.run(
         lambda s: mirror.apply_contact_detail(s, contact, follow_users, now=now, complete=complete)

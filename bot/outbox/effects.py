@@ -7,11 +7,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session
+
     from bot.outbox.queue import Claimed
     from bot.wecom.client import WeComClient
 
 Execute = Callable[["WeComClient", dict[str, Any]], Awaitable[dict[str, Any]]]
 Reconcile = Callable[["WeComClient", "Claimed"], Awaitable[dict[str, Any] | None]]
+OnSuccess = Callable[["Session", dict[str, Any], dict[str, Any], "datetime"], None]
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,9 @@ class Effect:
     execute: Execute
     idempotent: bool = True
     reconcile: Reconcile | None = None
+    # Runs in the transaction that marks the row sent: WeCom sends no callback for changes
+    # made through the API, so this is where the mirror learns of them.
+    on_success: OnSuccess | None = None
     final_errcodes: frozenset[int] = frozenset()
     retry_once_errcodes: frozenset[int] = frozenset()
     done_errcodes: frozenset[int] = frozenset()

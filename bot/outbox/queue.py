@@ -140,25 +140,9 @@ def finish(
     errcode: int | None = None,
     count_attempt: bool = True,
 ) -> bool:
-    """Record a final outcome; only the lease holder may (a late worker's write is ignored)."""
-    values: dict[str, Any] = {
-        "status": status,
-        "updated_at": now,
-        "done_at": now,
-        "lease_until": None,
-        "result": result,
-        "last_error": error,
-        "last_errcode": errcode,
-    }
-    if count_attempt:
-        values["attempts"] = OutboxItem.attempts + 1
-    res = session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.id == item_id, OutboxItem.leased_by == worker_id)
-        .where(OutboxItem.status.in_((SENDING, VERIFY)))
-        .values(**values)
-    )
-    return bool(getattr(res, "rowcount", 0))
+    """Record a final outcome."""
+    values = {"status": status, "done_at": now, "result": result}
+    return _release(session, item_id, worker_id, now, error, errcode, count_attempt, values)
 
 
 def reschedule(
@@ -174,9 +158,24 @@ def reschedule(
     status: str = PENDING,
 ) -> bool:
     """Put a row back to wait for `due_at` (retry, or a rate-limit deferral)."""
-    values: dict[str, Any] = {
-        "status": status,
-        "due_at": due_at,
+    values = {"status": status, "due_at": due_at}
+    return _release(session, item_id, worker_id, now, error, errcode, count_attempt, values)
+
+
+def _release(
+    session: Session,
+    item_id: int,
+    worker_id: str,
+    now: datetime,
+    error: str | None,
+    errcode: int | None,
+    count_attempt: bool,
+    values: dict[str, Any],
+) -> bool:
+    """Give up the lease with `values`; only the lease holder may (a worker whose lease ran
+    out and was taken over has its late write ignored)."""
+    values = {
+        **values,
         "updated_at": now,
         "lease_until": None,
         "last_error": error,

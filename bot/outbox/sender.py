@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import Session
+
 from bot.clock import Clock
 from bot.config import OutboxConfig, RetryConfig
 from bot.outbox import queue
@@ -151,7 +153,7 @@ class Sender:
         except WeComError as exc:
             await self._on_error(item, effect, exc)
             return
-        await self._finish(item, queue.SENT, result=result)
+        await self._finish(item, queue.SENT, result=result, effect=effect)
         self.stats.sent += 1
 
     async def _reconcile(self, item: Claimed, effect: Effect) -> bool:
@@ -171,7 +173,7 @@ class Sender:
             await self._reschedule(item, self._backoff(item.attempts), exc, queue.PENDING, True)
             return True
         if found is not None:
-            await self._finish(item, queue.SENT, result=found)
+            await self._finish(item, queue.SENT, result=found, effect=effect)
             self.stats.reconciled += 1
             return True
         return False
@@ -244,11 +246,13 @@ class Sender:
         result: dict[str, Any] | None = None,
         error: str | None = None,
         errcode: int | None = None,
+        effect: Effect | None = None,
     ) -> None:
         now = self.clock.now()
-        await self.db.run(
-            lambda s: queue.finish(
-                s,
+
+        def write(session: Session) -> None:
+            recorded = queue.finish(
+                session,
                 item.id,
                 status=status,
                 now=now,
@@ -257,7 +261,10 @@ class Sender:
                 error=error,
                 errcode=errcode,
             )
-        )
+            if recorded and effect is not None and effect.on_success is not None:
+                effect.on_success(session, item.payload, result or {}, now)
+
+        await self.db.run(write)
 
     async def _reschedule(
         self, item: Claimed, delay: float, exc: WeComError, status: str, count: bool

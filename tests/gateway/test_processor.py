@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from bot.clock import FrozenClock
 from bot.config import DispatcherConfig, Settings
-from bot.dispatch import Registry
+from bot.dispatch import Registry, RetryLater
 from bot.gateway.events import (
     AddExternalContact,
     CallbackEvent,
@@ -479,3 +479,41 @@ async def test_run_survives_a_failing_drain(
     processor.notify()  # the loop is still alive and drains again
     await asyncio.wait_for(task, timeout=10)
     assert len(calls) == 2
+
+
+async def test_retry_later_puts_the_row_off_without_holding_the_others(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    seen: list[str] = []
+
+    async def lagging(event: CallbackEvent, ctx: HandlerContext) -> None:
+        assert isinstance(event, ExternalChatUpdate)
+        seen.append(event.cur_mem_ver or "")
+        if event.cur_mem_ver == "version-0001":
+            raise RetryLater(1.5, "WeCom has not caught up")
+
+    registry = Registry()
+    registry.register(CHAT_UPDATE, lagging)
+    store(db, clock, chat_update(1))
+    store(db, clock, chat_update(2))
+    processor = make_processor(db, clock, registry, handler_context, max_attempts=3)
+
+    await processor.drain()
+    first, second = inbox_rows(db)
+    assert second.status == "done"  # not held up behind the lagging row
+    assert (first.status, first.attempts) == ("pending", 1)
+    assert first.next_attempt_at == clock.now() + timedelta(seconds=1.5)
+    assert "WeCom has not caught up" in (first.last_error or "")
+
+    clock.advance(timedelta(seconds=1.5))
+    await processor.drain()
+    first, _ = inbox_rows(db)
+    # Put off again, for longer: the delay grows with the attempt number.
+    assert (first.status, first.attempts) == ("pending", 2)
+    assert first.next_attempt_at == clock.now() + timedelta(seconds=3)
+
+    clock.advance(timedelta(seconds=3))
+    await processor.drain()
+    first, _ = inbox_rows(db)
+    assert (first.status, first.attempts) == ("failed", 3)  # attempts still run out
+    assert seen.count("version-0001") == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from bot.sandbox.models import CallRecord
 from bot.sandbox.script import Script
 from bot.sandbox.world import SandboxWorld
 from bot.store.db import Database
-from bot.store.models import Base, OutboxItem
+from bot.store.models import Base, InboxEvent, OutboxItem
 from bot.yamlsource import load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,8 +80,31 @@ class World:
     def faults(self) -> FaultInjector:
         return self.sandbox.world.faults
 
-    async def settle(self) -> int:
-        """Deliver every owed callback, then let the bot handle them and send what is due."""
+    async def settle(self, *, horizon: float = 15.0) -> int:
+        """Deliver every owed callback, then let the bot handle them and send what is due.
+
+        Callbacks the bot put off because WeCom lagged (RetryLater) come due within a few
+        seconds; simulated time runs on to them, up to `horizon` seconds.
+        """
+        await self.deliverer.flush()
+        done = await self.bot.drain()
+        limit = self.clock.now() + timedelta(seconds=horizon)
+        while True:
+            due = self.db.call(
+                lambda s: s.scalar(
+                    select(func.min(InboxEvent.next_attempt_at)).where(
+                        InboxEvent.status == "pending"
+                    )
+                )
+            )
+            if due is None or due > limit:
+                return done
+            if due > self.clock.now():
+                self.clock.advance(due - self.clock.now())
+            done += await self.bot.drain()
+
+    async def step(self) -> int:
+        """Deliver owed callbacks and work what is due now, without letting time pass."""
         await self.deliverer.flush()
         return await self.bot.drain()
 

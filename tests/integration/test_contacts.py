@@ -115,7 +115,14 @@ class TestAddExternalContact:
         rel.remark = "李阿姨"
         start = world.clock.timestamp()
 
-        await world.settle()
+        await world.step()
+        # The welcome is out before WeCom shows the customer at all.
+        assert [c.errcode for c in world.calls(GET)] == [84061]
+        assert len(world.calls(WELCOME)) == 1
+        # The detail is read again as WeCom catches up (after 1 s, then 2 s, then 3 s),
+        # each retry its own pass, so other callbacks are not held up behind the lag.
+        for wait in (1, 2, 3):
+            await world.later(wait)
 
         assert gate[0].held_in_vain == 0, "the welcome waited for the customer's detail"
         # The fetch really was slow: 84061 three times, then the detail.
@@ -159,7 +166,41 @@ class TestAddExternalContact:
         assert mirrored.added_at.timestamp() == int(start)
         assert tag_ids(world, mirrored) == {gold.tag_id}
         [inbox] = world.rows(InboxEvent)
-        assert (inbox.status, inbox.attempts) == ("done", 1)
+        assert (inbox.status, inbox.attempts) == ("done", 4)  # three passes put off, one done
+
+
+class TestWeComLagsLongerThanTheHandlerWaits:
+    @pytest.fixture
+    def limits(self) -> Limits:
+        return Limits(contact_visibility_lag=8.0)
+
+    @pytest.mark.parametrize("known_customer", [False, True])
+    async def test_the_callback_is_retried_and_welcomes_once(
+        self, world: World, known_customer: bool
+    ) -> None:
+        customer: str | NewCustomer = NewCustomer("韩梅")
+        if known_customer:
+            # Followed by ZhangLi for a day: WeCom answers, just without WangJianhua yet.
+            customer = world.wecom.add_customer("韩梅").external_userid
+            world.wecom.add_follow(ZHANG, customer, at=world.clock.timestamp() - 86400)
+        added = world.script.customer_adds_member(customer, WANG, state="qr_lobby")
+        await world.step()
+        [inbox] = world.rows(InboxEvent)
+        assert (inbox.status, inbox.attempts) == ("pending", 1)
+        assert "retry later" in (inbox.last_error or "")
+        # The welcome did not wait for WeCom to catch up.
+        assert [c.errcode for c in world.calls(WELCOME)] == [0]
+
+        # Put off after 1, 2, 3 and 4 s: the fifth pass, 10 s on, finds the relation.
+        await world.settle()
+        [inbox] = world.rows(InboxEvent)
+        assert (inbox.status, inbox.attempts) == ("done", 5)
+        assert relation(world, WANG, added.external_userid).state == "qr_lobby"
+        if known_customer:
+            assert relation(world, ZHANG, added.external_userid).status == "active"
+        # The retried handler queued the welcome again: the key made it a no-op.
+        assert [c.errcode for c in world.calls(WELCOME)] == [0]
+        assert len(welcome_rows(world)) == 1
 
 
 @pytest.mark.parametrize(

@@ -272,3 +272,28 @@ async def test_recovered_non_idempotent_row_without_reconcile_is_given_up(
 
 async def test_transient_error_class_is_not_final(db: Database, clock: FrozenClock) -> None:
     assert isinstance(error_for(-1, "busy", "p"), TransientError)
+
+
+async def test_on_success_runs_in_the_transaction_that_marks_the_row_sent(
+    db: Database, clock: FrozenClock
+) -> None:
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def on_success(session: Any, payload: dict[str, Any], result: dict[str, Any], now: Any) -> None:
+        # The row is already marked sent inside this same transaction.
+        status = session.scalar(
+            select(OutboxItem.status).where(OutboxItem.idempotency_key == payload["key"])
+        )
+        seen.append((payload, {**result, "status_then": status}))
+
+    failing = Script(error_for(40001, "bad secret", "p"))
+    sender = make_sender(
+        db,
+        clock,
+        Effect(kind="k", api_path="p", execute=Script(), on_success=on_success),
+        Effect(kind="bad", api_path="p", execute=failing, on_success=on_success),
+    )
+    add(db, clock, "a")
+    add(db, clock, "b", kind="bad")
+    await sender.drain()
+    assert seen == [({"key": "a"}, {"ok": True, "n": 1, "status_then": "sent"})]
