@@ -18,5 +18,5 @@ def setup_logging(level: str = "INFO", *, stream: object | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Third-party request logs would carry URLs with access tokens in the query.
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

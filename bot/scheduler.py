@@ -6,6 +6,7 @@ APScheduler job: jobs only wake the workers and run housekeeping that is safe to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -18,6 +19,9 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.store.db import Database
 from bot.store.models import InboxEvent
+from bot.tagging.engine import retag_all
+from bot.tagging.segments import recompute_segments
+from bot.tagging.tagsync import plan_tag_sync
 
 log = logging.getLogger("bot.scheduler")
 
@@ -73,6 +77,27 @@ class Ticker:
             max_instances=1,
             misfire_grace_time=6 * 3600,
         )
+        # Lifecycle stages move with time alone (no login for 90 days is no event), so every
+        # customer is re-evaluated nightly, and the resulting tag changes go to WeCom.
+        scheduler.add_job(
+            self.nightly_retag,
+            "cron",
+            hour=2,
+            minute=30,
+            id="retag",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 3600,
+        )
+        scheduler.add_job(
+            self.refresh_segments,
+            "interval",
+            hours=1,
+            id="segments",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -92,3 +117,26 @@ class Ticker:
         if removed:
             log.info("purged %d processed callbacks older than %d h", removed, hours)
         return removed
+
+    async def nightly_retag(self) -> int:
+        """Full rule recompute, then tag sync for whoever changed; returns rows queued."""
+        now = self.clock.now()
+        result = await asyncio.to_thread(retag_all, self.db, settings=self.settings, now=now)
+        log.info("nightly retag: %d evaluated, %d changed", result.evaluated, len(result.changes))
+        if not result.changes or not self.settings.tag_sync.enabled:
+            return 0
+        plan = await asyncio.to_thread(
+            plan_tag_sync,
+            self.db,
+            settings=self.settings,
+            now=now,
+            external_userids=sorted(result.changes),
+        )
+        self.wake_all()
+        return plan.enqueued
+
+    async def refresh_segments(self) -> None:
+        """Group segments follow membership, which changes with every join and leave."""
+        await asyncio.to_thread(
+            recompute_segments, self.db, settings=self.settings, now=self.clock.now()
+        )

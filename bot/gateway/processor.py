@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -46,6 +46,7 @@ class Claimed:
     id: int
     payload: bytes
     attempts: int
+    next_attempt_at: datetime
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -92,18 +93,15 @@ class InboxProcessor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain, then wait for a notify, `stop` or the poll interval; until `stop` is set."""
+        linger = self.config.linger_ms / 1000
         while not stop.is_set():
             # Cleared before draining, so a notify that arrives mid-drain loops straight back.
             self._wake.clear()
             try:
-                await self.drain()
+                await self.drain(linger=linger)
             except Exception:
                 log.exception("inbox drain failed; retrying after the poll interval")
             await self._wait(stop)
-            if self.config.linger_ms and not stop.is_set():
-                # Under a burst, rows arrive one by one; waiting a moment lets one claim and
-                # one outcome write cover many of them instead of a transaction pair each.
-                await asyncio.sleep(self.config.linger_ms / 1000)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -117,8 +115,13 @@ class InboxProcessor:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def drain(self) -> int:
-        """Process due rows until none remain; returns how many rows were processed."""
+    async def drain(self, *, linger: float = 0.0) -> int:
+        """Process due rows until none remain; returns how many rows were processed.
+
+        With `linger`, a claim that came back short is followed by a pause before the next
+        one: under a steady stream rows arrive one by one, and waiting a moment lets one
+        claim and one outcome write cover many of them instead of a transaction pair each.
+        """
         total = 0
         while True:
             batch = await self.db.run(self._claim)
@@ -138,6 +141,8 @@ class InboxProcessor:
             if outcomes:
                 await self._record(outcomes)
             total += len(batch)
+            if linger and len(batch) < self.batch_size:
+                await asyncio.sleep(linger)
 
     def _claim(self, session: Session) -> list[Claimed]:
         # Attempts are counted at the claim, so a row that kills its worker every time
@@ -157,11 +162,13 @@ class InboxProcessor:
         if not pairs:
             return []
         rows = session.execute(
-            select(InboxEvent.id, InboxEvent.payload, InboxEvent.attempts)
+            select(
+                InboxEvent.id, InboxEvent.payload, InboxEvent.attempts, InboxEvent.next_attempt_at
+            )
             .where(InboxEvent.id.in_([row_id for row_id, _ in pairs]))
             .order_by(InboxEvent.id)
         ).all()
-        return [Claimed(id=r[0], payload=r[1], attempts=r[2]) for r in rows]
+        return [Claimed(id=r[0], payload=r[1], attempts=r[2], next_attempt_at=r[3]) for r in rows]
 
     async def _process(self, row: Claimed) -> _Outcome:
         if row.attempts > self.config.max_attempts:
@@ -271,35 +278,41 @@ class InboxProcessor:
         handled: bool = False,
     ) -> _Outcome:
         now = self.clock.now()
-        values: dict[str, object] = {"status": status, "lease_until": None, "leased_by": None}
         if status == "pending":
-            values["next_attempt_at"] = next_attempt_at or now
-        else:
-            values["processed_at"] = now
-        if error is not None:
-            values["last_error"] = error
-        return _Outcome(row.id, status, values, handled)
+            return _Outcome(row.id, status, next_attempt_at or now, None, error, handled)
+        # A finished row keeps next_attempt_at as it was claimed: it is never due again.
+        return _Outcome(row.id, status, row.next_attempt_at, now, error, handled)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        """Write outcomes in one transaction, each only where this worker still holds the
-        lease: if it expired and another worker took the row over, theirs counts."""
+        """Write outcomes in one statement (executemany), each only where this worker still
+        holds the lease: if it expired and another worker took the row over, theirs counts."""
+        params = [
+            {
+                "row_id": o.row_id,
+                "worker": self.worker_id,
+                "new_status": o.status,
+                "next_at": o.next_attempt_at,
+                "done_at": o.processed_at,
+                "error": o.error,
+            }
+            for o in outcomes
+        ]
 
         def write(session: Session) -> list[_Outcome]:
-            lost = []
-            for outcome in outcomes:
-                result = session.execute(
-                    update(InboxEvent)
-                    .where(
-                        InboxEvent.id == outcome.row_id,
-                        InboxEvent.status == "processing",
-                        InboxEvent.leased_by == self.worker_id,
+            result = session.connection().execute(_RECORD, params)
+            if int(getattr(result, "rowcount", -1)) == len(outcomes):
+                return []
+            # Some lease was lost (rare): find which rows another worker now holds.
+            mine = set(
+                session.scalars(
+                    select(InboxEvent.id).where(
+                        InboxEvent.id.in_([o.row_id for o in outcomes]),
+                        InboxEvent.status.in_([o.status for o in outcomes]),
+                        InboxEvent.leased_by.is_(None),
                     )
-                    .values(**outcome.values)
-                    .execution_options(synchronize_session=False)
                 )
-                if not int(getattr(result, "rowcount", 0) or 0):
-                    lost.append(outcome)
-            return lost
+            )
+            return [o for o in outcomes if o.row_id not in mine]
 
         for outcome in await self.db.run(write):
             self.counters.lost_leases += 1
@@ -308,13 +321,36 @@ class InboxProcessor:
             )
 
 
+_INBOX = InboxEvent.metadata.tables[InboxEvent.__tablename__]
+# One compiled statement for every outcome: building a statement per row cost more CPU
+# than the rest of the dispatch.
+_RECORD = (
+    update(_INBOX)
+    .where(
+        _INBOX.c.id == bindparam("row_id"),
+        _INBOX.c.status == "processing",
+        _INBOX.c.leased_by == bindparam("worker"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        lease_until=None,
+        leased_by=None,
+        next_attempt_at=bindparam("next_at"),
+        processed_at=bindparam("done_at"),
+        last_error=bindparam("error"),
+    )
+)
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """What processing a row came to, before it is written."""
 
     row_id: int
     status: str
-    values: dict[str, object]
+    next_attempt_at: datetime
+    processed_at: datetime | None
+    error: str | None
     handled: bool
 
 

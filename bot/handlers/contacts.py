@@ -19,6 +19,7 @@ from bot.gateway.events import (
     TransferFail,
 )
 from bot.handlers.context import HandlerContext
+from bot.handlers.retag import retag_and_sync
 from bot.outbox.kinds import WELCOME_MSG
 from bot.outbox.queue import FAST
 from bot.privacy import hash_id
@@ -130,6 +131,7 @@ async def on_add(ctx: HandlerContext, event: AddExternalContact | AddHalfExterna
     now = ctx.clock.now()
     await ctx.db.run(lambda s: mirror.upsert_member(s, event.user_id, now=now))
     await refresh_contact(ctx, event.external_user_id, expect_userid=event.user_id)
+    await retag_and_sync(ctx, [event.external_user_id])
     ctx.log.info(
         "customer %s added %s via state %s",
         hash_id(event.external_user_id),
@@ -154,6 +156,9 @@ async def on_edit_external_contact(event: EditExternalContact, ctx: HandlerConte
         ctx.log.info(
             "edited customer %s is no longer anyone's contact", hash_id(event.external_user_id)
         )
+        return
+    # A remark or description edit can change keyword tags.
+    await retag_and_sync(ctx, [event.external_user_id])
 
 
 async def on_del_external_contact(event: DelExternalContact, ctx: HandlerContext) -> None:
@@ -173,6 +178,8 @@ async def _end(ctx: HandlerContext, event: DelExternalContact | DelFollowUser, r
             s, event.external_user_id, event.user_id, reason=reason, now=now, at=at
         )
     )
+    # Keyword tags come from active relations only; channel tags stay with the customer.
+    await retag_and_sync(ctx, [event.external_user_id])
 
 
 async def on_transfer_fail(event: TransferFail, ctx: HandlerContext) -> None:

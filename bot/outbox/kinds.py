@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot.outbox.effects import Effect, EffectRegistry
+from bot.tagging.tagsync_push import record_mark_tag
 
 if TYPE_CHECKING:
     from bot.wecom.client import WeComClient
@@ -68,7 +69,13 @@ def default_effects() -> EffectRegistry:
     )
     registry.register(
         Effect(
-            kind=MARK_TAG, api_path="externalcontact/mark_tag", execute=_mark_tag, idempotent=True
+            kind=MARK_TAG,
+            api_path="externalcontact/mark_tag",
+            execute=_mark_tag,
+            # Adding a tag the customer has, or removing one they lack, changes nothing.
+            idempotent=True,
+            # No callback follows an API change: record the bot's pushes and the mirror here.
+            on_success=record_mark_tag,
         )
     )
     return registry

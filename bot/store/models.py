@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,6 +61,16 @@ class Customer(Base):
     """An external contact, as `externalcontact/get` describes them."""
 
     __tablename__ = "customers"
+    __table_args__ = (
+        # Audience queries probe "has this customer opted out?" once per member: a partial
+        # index of the few opted-out customers answers that from a handful of cached pages.
+        Index(
+            "ix_customers_opted_out_id",
+            "external_userid",
+            sqlite_where=text("opted_out = 1"),
+            postgresql_where=text("opted_out"),
+        ),
+    )
 
     external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(128))
@@ -81,7 +92,11 @@ class FollowRelation(Base):
     """A member ↔ customer relation: remark, how they met, channel state, and its end."""
 
     __tablename__ = "follow_relations"
-    __table_args__ = (UniqueConstraint("external_userid", "userid"),)
+    __table_args__ = (
+        UniqueConstraint("external_userid", "userid"),
+        # Covers "does anyone actively follow this customer?" (every audience query).
+        Index("ix_follow_relations_customer_status", "external_userid", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     external_userid: Mapped[str] = mapped_column(
@@ -262,6 +277,10 @@ class CustomerProfile(Base):
     when possible (by external_userid, or by mobile against managers' remark mobiles)."""
 
     __tablename__ = "customer_profiles"
+    __table_args__ = (
+        # The usual segment (lifecycle stage by AUM), answered from the index alone.
+        Index("ix_customer_profiles_lifecycle_aum", "lifecycle", "aum", "external_userid"),
+    )
 
     customer_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     external_userid: Mapped[str | None] = mapped_column(String(64), unique=True)

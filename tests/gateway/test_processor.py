@@ -388,8 +388,9 @@ async def test_two_workers_never_process_a_row_twice(
     assert sum(counts) == 40
     assert set(handled.values()) == {1}
     assert len(handled) == 40
-    assert by_worker["a"] > 0
-    assert by_worker["b"] > 0
+    # Which worker got how many is up to the scheduler (on SQLite one may take them all);
+    # what matters is that together they handled each row exactly once.
+    assert sum(by_worker.values()) == 40
     assert all(r.status == "done" for r in inbox_rows(db))
 
 
@@ -436,8 +437,8 @@ async def test_run_wakes_on_notify_and_stops(
     drained = asyncio.Event()
     real_drain = processor.drain
 
-    async def drain_and_signal() -> int:
-        count = await real_drain()
+    async def drain_and_signal(*, linger: float = 0.0) -> int:
+        count = await real_drain(linger=linger)
         drained.set()
         return count
 
@@ -466,7 +467,7 @@ async def test_run_survives_a_failing_drain(
     first_failed = asyncio.Event()
     calls: list[int] = []
 
-    async def failing_drain() -> int:
+    async def failing_drain(*, linger: float = 0.0) -> int:
         calls.append(1)
         first_failed.set()
         if len(calls) == 2:

@@ -1,0 +1,179 @@
+"""`bot import-customers FILE`: the bank's export into customer profiles, then re-tagging."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import Settings
+from bot.store.db import Database
+from bot.tagging.import_report import ImportReport
+
+EXIT_REFUSED = 1
+EXIT_UNUSABLE = 2
+
+HELP = "\n\n".join(
+    [
+        "Import the bank's customer export (CSV in UTF-8 or GBK, or XLSX) into customer "
+        "profiles. Columns are mapped by `import.columns` in config.yaml. Rows are matched to "
+        "WeCom customers by external_userid, else by the mobile managers entered as a remark "
+        "mobile; unmatched rows are stored and reported.",
+        "Policy, one transaction per import: a file that cannot be read, is neither UTF-8 nor "
+        "GBK, or lacks the customer-key column or both match columns writes nothing (exit 2). "
+        "Bad rows (bad numbers or dates, missing or duplicate keys) go to the reject file; if "
+        "they are at most --max-reject-ratio of the rows the good rows are imported (exit 0), "
+        "otherwise nothing is written (exit 1). --dry-run does the same checks and writes "
+        "nothing but the reject file.",
+    ]
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `import-customers` to `app`."""
+    app.command("import-customers", help=HELP)(import_customers_command)
+
+
+def import_customers_command(
+    file: Annotated[Path, typer.Argument(help="the export: .csv or .xlsx")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="config.yaml to use (default: $BOT_CONFIG or ./config.yaml)"
+        ),
+    ] = None,
+    reject_file: Annotated[
+        Path | None,
+        typer.Option("--reject-file", help="where rejected rows go (default: FILE.rejects.csv)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check and report, write nothing to the store")
+    ] = False,
+    max_reject_ratio: Annotated[
+        float,
+        typer.Option(
+            "--max-reject-ratio",
+            min=0.0,
+            max=1.0,
+            help="largest share of bad rows that still imports the good ones",
+        ),
+    ] = 0.01,
+) -> None:
+    # bot.cli imports this module while it is being built, so its helpers come in late.
+    from bot.cli import _database, _require_migrated, _settings, console, err
+    from bot.clock import SystemClock
+    from bot.tagging.importer import ImportFileError, import_customers
+
+    settings = _settings(config)
+    db = _database(settings)
+    try:
+        _require_migrated(db)
+        now = SystemClock(ZoneInfo(settings.timezone)).now()
+        try:
+            report = import_customers(
+                db,
+                file,
+                settings=settings,
+                now=now,
+                reject_path=reject_file,
+                dry_run=dry_run,
+                max_reject_ratio=max_reject_ratio,
+                progress=err.is_terminal,
+            )
+        except ImportFileError as exc:
+            err.print(f"[red]cannot import[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print("nothing was written")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        print_report(console, report)
+        if report.refused:
+            err.print(
+                f"[red]refused[/red]: {report.refused_reason}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(EXIT_REFUSED)
+        if not dry_run:
+            _retag(console, db, report, settings=settings, now=now)
+    finally:
+        db.dispose()
+
+
+def _retag(
+    console: Console, db: Database, report: ImportReport, *, settings: Settings, now: datetime
+) -> None:
+    """Re-evaluate tag rules for the customers whose bank data changed, when the rules
+    module offers `retag_customers`; until then say how to catch up."""
+    if not report.changed_external_userids:
+        return
+    try:
+        rules = importlib.import_module("bot.tagging.rules")
+    except ImportError:
+        rules = None
+    retag = getattr(rules, "retag_customers", None)
+    if retag is None:
+        console.print(
+            f"note: tag rules are not wired to imports yet; "
+            f"{len(report.changed_external_userids)} customer(s) changed, run `bot retag`",
+            soft_wrap=True,
+        )
+        return
+    result = retag(db, report.changed_external_userids, settings=settings, now=now)
+    summary = result.summary() if hasattr(result, "summary") else None
+    console.print(
+        summary or f"re-tagged {len(report.changed_external_userids)} changed customer(s)"
+    )
+
+
+def print_report(console: Console, report: ImportReport) -> None:
+    """Counts, masked samples and the reject file; never a name or an unmasked mobile."""
+    title = {
+        "imported": f"imported {report.file.name} (run {report.import_id})",
+        "dry-run": f"dry run of {report.file.name}: nothing written",
+        "refused": f"refused {report.file.name}: nothing written",
+    }[report.status]
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    fmt = report.encoding.upper() if report.encoding else "XLSX"
+    counts: list[tuple[str, int | str]] = [
+        ("format", fmt),
+        ("data rows", report.rows),
+        ("rejected", report.rejected),
+        ("new profiles", report.inserted),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("attribute changes", report.history_rows),
+        ("matched by external_userid", report.matched_by_id),
+        ("matched by mobile", report.matched_by_mobile),
+        ("kept earlier match", report.kept_match),
+        ("ambiguous mobile", report.ambiguous),
+        ("customer linked to another key", report.conflicts),
+        ("unmatched (stored)", report.unmatched),
+        ("customers to re-tag", len(report.changed_external_userids)),
+    ]
+    for label, value in counts:
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else value)
+    console.print(table)
+    if report.columns_not_in_file:
+        console.print(
+            "columns not in the file (left as they were): " + ", ".join(report.columns_not_in_file),
+            soft_wrap=True,
+        )
+    if report.ignored_columns:
+        console.print("columns ignored: " + ", ".join(report.ignored_columns), soft_wrap=True)
+    if report.unmatched_samples:
+        samples = Table(title="not linked (masked sample)", title_justify="left")
+        for name in ("line", "customer key", "mobile", "why"):
+            samples.add_column(name)
+        for sample in report.unmatched_samples:
+            samples.add_row(str(sample.line), sample.customer_key, sample.mobile, sample.reason)
+        console.print(samples)
+    if report.reject_samples:
+        for line, error in report.reject_samples:
+            console.print(f"  line {line}: {error}", highlight=False, soft_wrap=True)
+    if report.reject_path is not None:
+        console.print(f"rejected rows written to {report.reject_path}", soft_wrap=True)

@@ -1,0 +1,103 @@
+"""The import's SQL on SQLite: `IN (SELECT value FROM json_each(?))` lookups, executemany writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from bot.tagging.import_store import (
+    SEEN_TABLE,
+    HistoryRow,
+    InsertRow,
+    ProfileStore,
+    UpdateRow,
+)
+
+
+class SqliteProfileStore(ProfileStore):
+    """One JSON array parameter per lookup keeps statements short however many keys."""
+
+    def __init__(self, conn: Connection, attributes: Sequence[str]) -> None:
+        super().__init__(conn, attributes)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {SEEN_TABLE} "
+            "(customer_key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        listed = "IN (SELECT value FROM json_each(?))"
+        columns = ", ".join(self.columns)
+        self._sql_known = f"SELECT external_userid FROM customers WHERE external_userid {listed}"
+        self._sql_stored = (
+            f"SELECT customer_key, {columns} FROM customer_profiles WHERE customer_key {listed}"
+        )
+        self._sql_holders = (
+            "SELECT external_userid, customer_key FROM customer_profiles "
+            f"WHERE external_userid {listed}"
+        )
+        self._sql_seen = f"SELECT customer_key, line FROM {SEEN_TABLE} WHERE customer_key {listed}"
+        self._sql_remember = f"INSERT INTO {SEEN_TABLE} (customer_key, line) VALUES (?, ?)"
+        written = ("customer_key", *self.columns)
+        self._sql_insert = (
+            f"INSERT INTO customer_profiles ({', '.join(written)}, imported_at, updated_at) "
+            f"VALUES ({', '.join('?' * (len(written) + 2))})"
+        )
+        assignments = ", ".join(f"{name} = ?" for name in (*self.columns, "updated_at"))
+        self._sql_update = f"UPDATE customer_profiles SET {assignments} WHERE customer_key = ?"
+        self._sql_history = (
+            "INSERT INTO attribute_history "
+            "(customer_key, attribute, old_value, new_value, changed_at, import_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+
+    def _lookup(self, sql: str, values: Sequence[str]) -> list[tuple[Any, ...]]:
+        if not values:
+            return []
+        # The raw cursor shares the connection, so the import's transaction, and hands back
+        # plain tuples a good deal faster than result rows.
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(sql, (json.dumps(values),))
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+        finally:
+            cursor.close()
+
+    def known_customers(self, external_userids: Sequence[str]) -> set[str]:
+        return {row[0] for row in self._lookup(self._sql_known, external_userids)}
+
+    def stored(self, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        return {row[0]: row[1:] for row in self._lookup(self._sql_stored, keys)}
+
+    def holders(self, external_userids: Sequence[str]) -> dict[str, str]:
+        return {row[0]: row[1] for row in self._lookup(self._sql_holders, external_userids)}
+
+    def first_lines(self, keys: Sequence[str]) -> dict[str, int]:
+        return {row[0]: row[1] for row in self._lookup(self._sql_seen, keys)}
+
+    def remember(self, first_lines: Mapping[str, int]) -> None:
+        self._many(self._sql_remember, list(first_lines.items()))
+
+    def insert(self, rows: Sequence[InsertRow]) -> None:
+        self._many(self._sql_insert, rows)
+
+    def update(self, rows: Sequence[UpdateRow]) -> None:
+        # The key leads in the shared row layout; the statement wants it last.
+        self._many(self._sql_update, [(*row[1:], row[0]) for row in rows])
+
+    def history(self, rows: Sequence[HistoryRow]) -> None:
+        self._many(self._sql_history, rows)
+
+    def close(self) -> None:
+        # SQLite keeps a temporary table for the connection's life, and connections are pooled.
+        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
+
+    def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            cursor = self.raw.cursor()
+            try:
+                cursor.executemany(sql, rows)
+            finally:
+                cursor.close()

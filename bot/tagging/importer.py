@@ -1,0 +1,402 @@
+"""`bot import-customers`: the bank's daily export (CSV or XLSX) into customer profiles.
+
+Policy, in one transaction per import:
+
+- A structural problem (the file is unreadable, neither UTF-8 nor GBK, not an XLSX
+  workbook, or lacks the customer-key column or both match columns) is an `ImportFileError`
+  raised before anything is written.
+- Every other problem is a row's: a bad number or date, a missing key, a key already seen on
+  an earlier line, a wrong number of fields. Such rows go to the reject file (the original
+  columns plus `line` and `error`; UTF-8 with a BOM so Excel opens it; FILE.rejects.csv by
+  default). When the rejected share of data rows is at most `max_reject_ratio` (1 % by
+  default) the good rows are committed; above it the transaction is rolled back, nothing is
+  written (no import_runs row either) and the report says why. A dry run does all the work,
+  reject file included, and always rolls back.
+
+Rows are matched to WeCom customers by external_userid when that customer is in the mirror,
+else by the mobile against the remark mobiles on active follow relations (digits only,
+without +86); a mobile naming several customers is ambiguous and not guessed, and a customer
+already linked to another bank key is a conflict. A row that matches nothing keeps its
+earlier link; unlinked rows are stored all the same and counted. Mobiles serve matching only
+and are never stored.
+
+Only columns present in the file are written; an empty cell clears its attribute. A new
+profile's first values are the row itself (`imported_at` is when it was first imported);
+afterwards each real change is one attribute_history row (old → new, the run's id), so
+re-importing a file changes nothing. The file is streamed and worked in chunks: one query
+loads the chunk's stored profiles, changes are computed in Python and written in batches,
+and the keys already read sit in a temporary table, so memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+
+from bot.config import Settings
+from bot.store.db import Database
+from bot.tagging import stored_forms
+from bot.tagging.fields import Cell
+from bot.tagging.import_report import SAMPLE_LIMIT, ImportReport
+from bot.tagging.import_store import (
+    HistoryRow,
+    InsertRow,
+    UpdateRow,
+    finish_run,
+    open_store,
+    start_run,
+)
+from bot.tagging.matching import MobileIndex, Outcome, candidates
+from bot.tagging.parsing import Chunk, Parsed, ParseJob, chunks, should_fork
+from bot.tagging.readers import ImportFileError, Table, inspect_file, open_table
+from bot.tagging.rejects import RejectFile, default_reject_path
+from bot.tagging.rows import ColumnMap, ParsedRow, resolve_columns
+
+__all__ = ["ImportFileError", "ImportReport", "import_customers"]
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 10_000
+PROGRESS_MIN_BYTES = 1 << 20
+Rejected = tuple[int, Sequence[Cell], str]
+
+
+def import_customers(
+    db: Database,
+    path: Path,
+    *,
+    settings: Settings,
+    now: datetime,
+    reject_path: Path | None = None,
+    dry_run: bool = False,
+    max_reject_ratio: float = 0.01,
+    progress: bool = False,
+    chunk_size: int = CHUNK_ROWS,
+    parallel: bool | None = None,
+) -> ImportReport:
+    """Import one export file under the policy in this module's docstring.
+
+    `now` is the import's time: ages are computed on its date, history rows carry it.
+    Raises ImportFileError for structural problems; a refused import returns a report whose
+    `refused_reason` is set. `parallel` parses in a second process (default: for files of
+    16 MB and more); the outcome is the same either way.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if not 0.0 <= max_reject_ratio <= 1.0:
+        raise ValueError("max_reject_ratio must be between 0 and 1")
+    path = Path(path)
+    config = settings.import_
+    tz = ZoneInfo(settings.timezone)
+    facts = inspect_file(path, config.encoding)
+    with open_table(facts) as table:
+        columns = resolve_columns(path, table.header, config.columns)
+        report = ImportReport(
+            file=path,
+            sha256=facts.sha256,
+            kind=facts.kind,
+            encoding=facts.encoding,
+            dry_run=dry_run,
+            max_reject_ratio=max_reject_ratio,
+            columns_not_in_file=columns.not_in_file,
+            ignored_columns=columns.ignored,
+        )
+        job = ParseJob(
+            facts=facts,
+            columns=columns,
+            config=config,
+            now=now,
+            timezone=settings.timezone,
+            dialect=db.dialect,
+            chunk_size=chunk_size,
+        )
+        fork = should_fork(facts) if parallel is None else parallel
+        rejects = RejectFile(reject_path or default_reject_path(path), table.header)
+        with (
+            rejects,
+            _progress(table, enabled=progress) as tick,
+            chunks(job, table, fork=fork) as stream,
+            db.engine.connect() as conn,
+        ):
+            transaction = conn.begin()
+            try:
+                run = _Run(conn, report, columns, rejects, now=now, tz=tz)
+                run.read(stream, tick=tick)
+                _decide(report)
+                if report.refused or dry_run:
+                    transaction.rollback()
+                else:
+                    run.finish()
+                    transaction.commit()
+                    report.import_id = run.import_id
+            except BaseException:
+                transaction.rollback()
+                raise
+            report.reject_path = rejects.finish()
+    (log.warning if report.refused else log.info)("import %s", report.summary())
+    return report
+
+
+def _decide(report: ImportReport) -> None:
+    if report.rejected and report.reject_ratio > report.max_reject_ratio:
+        report.refused_reason = (
+            f"{report.rejected} of {report.rows} rows ({report.reject_ratio:.2%}) were "
+            f"rejected, more than the {report.max_reject_ratio:.2%} allowed "
+            "(--max-reject-ratio); nothing was written"
+        )
+
+
+class _Run:
+    """One import inside its transaction: chunks of rows in, batched writes out."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        report: ImportReport,
+        columns: ColumnMap,
+        rejects: RejectFile,
+        *,
+        now: datetime,
+        tz: tzinfo,
+    ) -> None:
+        self._conn = conn
+        self._report = report
+        self._columns = columns
+        self._rejects = rejects
+        self._now = now
+        self._tz = tz
+        self._store = open_store(conn, columns.attributes)
+        self._dialect = conn.dialect.name
+        self._stamp = stored_forms.stamp(self._dialect, now)
+        self._mobiles: MobileIndex | None = None
+        self.import_id = start_run(conn, file_name=report.file.name, sha256=report.sha256, now=now)
+
+    def read(self, stream: Iterator[Chunk], *, tick: Callable[[int], None]) -> None:
+        if "mobile" in self._columns.positions:
+            self._mobiles = MobileIndex.load(self._conn)
+        for chunk in stream:
+            self._chunk(chunk.rows)
+            tick(chunk.position)
+
+    def finish(self) -> None:
+        report = self._report
+        self._store.close()
+        finish_run(
+            self._conn,
+            self.import_id,
+            {
+                "finished_at": self._now,
+                "status": "partial" if report.rejected else "imported",
+                "rows": report.rows,
+                "matched": report.linked,
+                "unmatched": report.valid - report.linked,
+                "rejected": report.rejected,
+                "changed": report.changed,
+                "message": report.summary(),
+            },
+        )
+
+    # -- one chunk ---------------------------------------------------------------------------
+
+    def _chunk(self, rows: list[Parsed]) -> None:
+        self._report.rows += len(rows)
+        rejected: list[Rejected] = [(p.line, p.cells, p.error or "") for p in rows if p.key is None]
+        good: list[ParsedRow] = []
+        for parsed in self._first_occurrences([p for p in rows if p.key is not None], rejected):
+            if parsed.row is None:
+                rejected.append((parsed.line, parsed.cells, parsed.error or ""))
+            else:
+                good.append(parsed.row)
+        if rejected:
+            rejected.sort(key=lambda item: item[0])
+            self._rejects.write(rejected)
+            self._report.rejected += len(rejected)
+            room = SAMPLE_LIMIT - len(self._report.reject_samples)
+            self._report.reject_samples.extend((line, error) for line, _, error in rejected[:room])
+        if good:
+            self._store_rows(good)
+
+    def _first_occurrences(self, keyed: list[Parsed], rejected: list[Rejected]) -> list[Parsed]:
+        """Rows whose key this file has not had before; the others are rejected, even if
+        they are otherwise bad, so the message names the first line."""
+        earlier = self._store.first_lines(list({p.key for p in keyed if p.key is not None}))
+        first: dict[str, int] = {}
+        fresh = []
+        for parsed in keyed:
+            key = parsed.key
+            assert key is not None
+            seen_on = earlier.get(key) or first.get(key)
+            if seen_on is not None:
+                rejected.append(
+                    (parsed.line, parsed.cells, f"duplicate customer key, first on line {seen_on}")
+                )
+                continue
+            first[key] = parsed.line
+            fresh.append(parsed)
+        self._store.remember(first)
+        return fresh
+
+    def _store_rows(self, rows: list[ParsedRow]) -> None:
+        store = self._store
+        ids = list({row.external_userid for row in rows if row.external_userid is not None})
+        known = store.known_customers(ids)
+        matches = candidates(
+            ((row.external_userid, row.mobile) for row in rows), known, self._mobiles
+        )
+        stored = store.stored([row.key for row in rows])
+        holders = store.holders(list({target for _, target in matches if target is not None}))
+        # Links given out in this chunk; the stored ones come from `holders`. A link a row
+        # gives up stays taken until the next chunk, so no statement ever breaks uniqueness.
+        claimed: dict[str, str] = {}
+        inserts: list[InsertRow] = []
+        updates: list[UpdateRow] = []
+        history: list[HistoryRow] = []
+        for row, (outcome, target) in zip(rows, matches, strict=True):
+            old = stored.get(row.key)
+            if target is not None:
+                holder = claimed.get(target, holders.get(target))
+                if holder is not None and holder != row.key:
+                    outcome, target = "conflict", None
+            link, method = self._link(row, old, outcome, target)
+            if link is not None:
+                claimed[link] = row.key
+            if old is None:
+                inserts.append((row.key, link, method, *row.values, self._stamp, self._stamp))
+                if link is not None:
+                    self._report.changed_external_userids.add(link)
+            elif old[0] != link or old[1] != method or old[2:] != row.values:
+                updates.append((row.key, link, method, *row.values, self._stamp))
+                history.extend(self._changes(row, old, link))
+            else:
+                self._report.unchanged += 1
+        store.insert(inserts)
+        store.update(updates)
+        store.history(history)
+        self._report.inserted += len(inserts)
+        self._report.updated += len(updates)
+        self._report.history_rows += len(history)
+
+    def _link(
+        self,
+        row: ParsedRow,
+        old: tuple[Any, ...] | None,
+        outcome: Outcome,
+        target: str | None,
+    ) -> tuple[str | None, str | None]:
+        """Count the row's outcome; return the link and match method to store."""
+        report = self._report
+        old_link = old[0] if old is not None else None
+        if outcome == "id":
+            report.matched_by_id += 1
+        elif outcome == "mobile":
+            report.matched_by_mobile += 1
+        elif outcome == "ambiguous":
+            report.ambiguous += 1
+            report.sample(row.line, row.key, row.mobile, "mobile matches several customers")
+        elif outcome == "conflict":
+            report.conflicts += 1
+            report.sample(row.line, row.key, row.mobile, "customer linked to another key")
+        elif old_link is not None:
+            report.kept_match += 1
+        else:
+            report.unmatched += 1
+            report.sample(row.line, row.key, row.mobile, "no WeCom customer found")
+        link: str | None = None
+        method: str | None = None
+        if target is not None:
+            link, method = target, outcome
+        elif old is not None:
+            # Matching is kept stable: a row that finds nobody today keeps yesterday's link.
+            link, method = old_link, old[1]
+        if link is not None:
+            report.linked += 1
+        return link, method
+
+    def _changes(self, row: ParsedRow, old: tuple[Any, ...], link: str | None) -> list[HistoryRow]:
+        """History rows for what really changed, and who must be re-tagged for it."""
+        names = self._columns.attributes
+        dialect = self._dialect
+        decode = stored_forms.decode
+        changes = [
+            (name, decode(dialect, name, before), decode(dialect, name, after))
+            for name, before, after in zip(names, old[2:], row.values, strict=True)
+            if before != after
+        ]
+        old_link = old[0]
+        if link != old_link:
+            changes.append(("external_userid", old_link, link))
+        changed = self._report.changed_external_userids
+        if link is not None:
+            changed.add(link)
+        if old_link is not None and old_link != link:
+            changed.add(old_link)  # its tags from this bank data must go
+        return [
+            (
+                row.key,
+                name,
+                history_text(name, before, self._tz),
+                history_text(name, after, self._tz),
+                self._stamp,
+                self.import_id,
+            )
+            for name, before, after in changes
+        ]
+
+
+def history_text(attribute: str, value: object, tz: tzinfo) -> str | None:
+    """An attribute value as attribute_history keeps it (amounts to the fen, local times)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if attribute == "aum" and isinstance(value, int | float):
+        # SQLite hands back a whole amount as an int.
+        return f"{float(value):.2f}"
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+@contextmanager
+def _progress(table: Table, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr for large files: bytes read for CSV, rows for XLSX."""
+    small = table.facts.kind == "csv" and table.facts.size < PROGRESS_MIN_BYTES
+    if not enabled or small:
+        yield lambda _done: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    amount = DownloadColumn() if table.facts.kind == "csv" else MofNCompleteColumn()
+    bar = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        amount,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(f"importing {table.facts.path.name}", total=table.progress_total)
+        yield lambda done: bar.update(task, completed=done)
