@@ -88,7 +88,7 @@ def write_bank_file(
 def _row(rng: random.Random, today: date, key: str, external_userid: str, mobile: str) -> list[str]:
     age = rng.choice([rng.randint(22, 59)] * 4 + [rng.randint(60, 85)])
     birth = today.replace(year=today.year - age) - timedelta(days=rng.randint(1, 300))
-    opened = today - timedelta(days=rng.choice([rng.randint(5, 80), rng.randint(100, 3000)]))
+    opened = today - timedelta(days=rng.choice([rng.randint(5, 80)] + [rng.randint(100, 3000)] * 3))
     login = today - timedelta(days=rng.choice([rng.randint(0, 20)] * 3 + [rng.randint(100, 400)]))
     products = "|".join(sorted(rng.sample(PRODUCTS, rng.randint(0, 3))))
     return [
