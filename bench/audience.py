@@ -404,14 +404,18 @@ def _progress(rows: Rows) -> None:
 # -- measuring ----------------------------------------------------------------------------------
 
 
-def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, object]:
-    result = fn()  # warm-up: caches, statement compilation, the planner's statistics
-    samples = []
+def medians_ms(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, tuple[float, object]]:
+    """Median time of each function. Runs are interleaved (a, b, c, a, b, c, …) so that a
+    noisy machine's load drifts over all of them alike, after one warm-up run each
+    (caches, statement compilation, the planner's statistics)."""
+    results = {name: fn() for name, fn in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        started = time.perf_counter()
-        result = fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples), result
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            results[name] = fn()
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: (statistics.median(samples[name]), results[name]) for name in fns}
 
 
 def hand_sql(db: Database, template: str, select: str) -> str:
@@ -448,23 +452,31 @@ class EngineResult:
 
 
 def measure(db: Database, label: str, runs: int) -> EngineResult:
-    count_ms, count = median_ms(lambda: audience.count(db, EXPRESSION), runs)
+    fns: dict[str, Callable[[], object]] = {
+        "count": partial(audience.count, db, EXPRESSION),
+        "ids": partial(audience.ids, db, EXPRESSION),
+    }
+    for style, template in HAND.items():
+        fns[f"{style} count"] = scalar(db, hand_sql(db, template, "count(*)"))
+        fns[f"{style} ids"] = column(db, hand_sql(db, template, "c.external_userid"))
+    timed = medians_ms(fns, runs)
+    (count_ms, count), (ids_ms, found) = timed["count"], timed["ids"]
     assert isinstance(count, int)
-    ids_ms, found = median_ms(lambda: audience.ids(db, EXPRESSION), runs)
     assert isinstance(found, list)
     assert len(found) == count, (len(found), count)
     hand: dict[str, tuple[float, float]] = {}
-    for style, template in HAND.items():
-        c_ms, c = median_ms(scalar(db, hand_sql(db, template, "count(*)")), runs)
-        i_ms, rows = median_ms(column(db, hand_sql(db, template, "c.external_userid")), runs)
+    for style in HAND:
+        (c_ms, c), (i_ms, rows) = timed[f"{style} count"], timed[f"{style} ids"]
         assert c == count, f"hand-written {style} counted {c}, the compiled query {count}"
         assert isinstance(rows, list)
         assert sorted(rows) == sorted(found)
         hand[style] = (c_ms, i_ms)
-        print(f"  hand-written {style}: count {c_ms:.0f} ms, ids {i_ms:.0f} ms", flush=True)
     others = []
+    timed = medians_ms(
+        {source: partial(audience.count, db, source, now=NOW) for source, _ in OTHERS}, runs
+    )
     for source, what in OTHERS:
-        ms, n = median_ms(partial(audience.count, db, source, now=NOW), runs)
+        ms, n = timed[source]
         assert isinstance(n, int)
         others.append((source, what, n, ms))
     return EngineResult(label, count, count_ms, ids_ms, hand, others)

@@ -200,7 +200,9 @@ def create_app(
         worker_id=worker,
         outbox=outbox,
     )
-    ticker = Ticker(settings=settings, db=db, clock=clock, wake=[processor.notify, outbox.notify])
+    ticker = Ticker(
+        settings=settings, db=db, clock=clock, wecom=wecom, wake=[processor.notify, outbox.notify]
+    )
     return BotApp(
         settings=settings,
         clock=clock,

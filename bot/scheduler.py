@@ -21,7 +21,9 @@ from bot.store.db import Database
 from bot.store.models import InboxEvent
 from bot.tagging.engine import retag_all
 from bot.tagging.segments import recompute_segments
+from bot.tagging.tag_library import ensure_tag_library
 from bot.tagging.tagsync import plan_tag_sync
+from bot.wecom.client import WeComClient
 
 log = logging.getLogger("bot.scheduler")
 
@@ -47,8 +49,10 @@ class Ticker:
         settings: Settings,
         db: Database,
         clock: Clock,
+        wecom: WeComClient,
         wake: Sequence[Callable[[], None]],
     ) -> None:
+        self.wecom = wecom
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -125,6 +129,8 @@ class Ticker:
         log.info("nightly retag: %d evaluated, %d changed", result.evaluated, len(result.changes))
         if not result.changes or not self.settings.tag_sync.enabled:
             return 0
+        # A rule tag seen for the first time needs its WeCom tag before it can be pushed.
+        await ensure_tag_library(self.wecom, self.db, settings=self.settings, now=now)
         plan = await asyncio.to_thread(
             plan_tag_sync,
             self.db,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from bot.handlers.context import HandlerContext
 from bot.outbox.queue import NORMAL
 from bot.tagging.engine import retag_customers
+from bot.tagging.tag_library import ensure_tag_library
 from bot.tagging.tagsync import plan_tag_sync
 
 
@@ -23,6 +24,9 @@ async def retag_and_sync(ctx: HandlerContext, external_userids: Iterable[str]) -
     changed = sorted(result.changes)
     if not changed or not settings.tag_sync.enabled:
         return
+    # A rule tag seen for the first time needs its WeCom tag before it can be pushed; when
+    # the library is complete this makes no WeCom call.
+    await ensure_tag_library(ctx.wecom, ctx.db, settings=settings, now=now)
     plan = await asyncio.to_thread(
         plan_tag_sync, ctx.db, settings=settings, now=now, external_userids=changed
     )

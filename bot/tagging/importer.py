@@ -26,6 +26,11 @@ afterwards each real change is one attribute_history row (old → new, the run's
 re-importing a file changes nothing. The file is streamed and worked in chunks: one query
 loads the chunk's stored profiles, changes are computed in Python and written in batches,
 and the keys already read sit in a temporary table, so memory does not grow with the file.
+Large files are parsed in a second process while this one does the database work.
+
+On SQLite the transaction holds the write lock until the import ends, so other writers
+(callback ingest) wait up to busy_timeout meanwhile: import large files while the bot is
+quiet, or use PostgreSQL, where only the profiles being written are locked.
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ class FamilyReport:
     group_id: str | None = None
     created_tags: list[str] = field(default_factory=list)
     mapped: int = 0
-    problem: str | None = None
+    problem: str | None = None  # something an operator has to fix
+    note: str | None = None  # worth knowing, nothing to fix
 
 
 @dataclass
@@ -81,6 +82,7 @@ class LibraryReport:
             + ("" if self.read_wecom else " (local mapping complete, WeCom not asked)")
         ]
         lines.extend(f"  ! {problem}" for problem in self.problems)
+        lines.extend(f"  - {f.family}: {f.note}" for f in self.families if f.note)
         return "\n".join(lines)
 
 
@@ -178,7 +180,7 @@ async def ensure_tag_library(
                     family,
                     "",
                     UNCONFIGURED,
-                    problem=f"no tag_sync.group_names entry; {len(tags)} tag(s) not synced",
+                    note=f"not synced (no tag_sync.group_names entry): {len(tags)} tag(s)",
                 )
             )
         else:
@@ -262,7 +264,7 @@ class _FamilyBuilder:
         if unknown and self.dry_run:
             report.status = UNCHECKED
             report.group_id = unknown[0].group_id
-            report.problem = "a group of this name exists; ownership is checked on a real run"
+            report.note = "a group of this name exists; its owner is checked on a real run"
             return None
         for group in unknown:
             if await self._probe_owned(group):

@@ -63,6 +63,7 @@ def tag_sync(
             )
         finally:
             await bot.wecom.aclose()
+            bot.db.dispose()
         console.print(report.summary(), highlight=False, soft_wrap=True)
         if dry_run and report.plan.sample:
             console.print("  e.g.:")

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 SAMPLE_SIZE: Final = 10
 NONE: Final[frozenset[str]] = frozenset()
+# Up to this many named customers, open rows are looked up per customer, not all read.
+NAMED_LOOKUP_MAX: Final = 200
 # Rows whose earlier attempt ended without success; `retry_failed` frees their keys.
 FAILED_STATUSES: Final = (queue.FAILED, queue.DEAD, queue.EXPIRED)
 
@@ -126,6 +128,7 @@ class _Library:
     ids: dict[str, str]
     names: dict[str, str]
     managed: frozenset[str]
+    deleted: frozenset[str]  # tags of the bot's groups deleted in WeCom (gone everywhere)
 
     @classmethod
     def load(cls, session: Session) -> _Library:
@@ -139,30 +142,37 @@ class _Library:
             RuleTagMapping.wecom_group_id.is_not(None)
         )
         managed = session.execute(
-            select(CorpTag.tag_id, CorpTag.name).where(
+            select(CorpTag.tag_id, CorpTag.name, CorpTag.deleted).where(
                 or_(CorpTag.group_id.in_(groups), CorpTag.tag_id.in_(ids.values()))
             )
-        )
-        names = dict(managed.all())
-        return cls(ids, names, frozenset(names))
+        ).all()
+        names = {tag_id: name for tag_id, name, _ in managed}
+        deleted = frozenset(tag_id for tag_id, _, gone in managed if gone)
+        return cls(ids, names, frozenset(names), deleted)
 
 
-def _open_relations(session: Session) -> set[tuple[str, str]]:
+def _open_relations(session: Session, named: Sequence[str] | None) -> set[tuple[str, str]]:
     """Relations with a mark_tag row still waiting or being sent: one at a time each, so
     two tag edits on one relation never race and no diff is computed against pushes that
-    have not happened yet."""
-    open_rows = (OutboxItem.kind == MARK_TAG, OutboxItem.status.in_(queue.OPEN_STATUSES))
+    have not happened yet. For named customers, only theirs are looked up."""
+    open_rows: tuple[ColumnElement[bool], ...] = (
+        OutboxItem.kind == MARK_TAG,
+        OutboxItem.status.in_(queue.OPEN_STATUSES),
+    )
+    others = ~OutboxItem.idempotency_key.startswith(f"{KEY_PREFIX}:")
+    if named is not None and len(named) <= NAMED_LOOKUP_MAX:
+        theirs = [OutboxItem.idempotency_key.like(f"{KEY_PREFIX}:%:{ext}:%") for ext in named]
+        open_rows = (*open_rows, or_(others, *theirs))
     busy: set[tuple[str, str]] = set()
-    foreign = False
+    foreign_rows = False
     # Tag sync's keys name the relation: no need to decode every payload.
     for key in session.scalars(select(OutboxItem.idempotency_key).where(*open_rows)):
         relation = relation_of_key(key)
         if relation is None:
-            foreign = True
+            foreign_rows = True
         else:
             busy.add(relation)
-    if foreign:  # rows some other feature queued, under keys of its own
-        others = ~OutboxItem.idempotency_key.startswith(f"{KEY_PREFIX}:")
+    if foreign_rows:  # rows some other feature queued, under keys of its own
         for payload in session.scalars(select(OutboxItem.payload).where(*open_rows, others)):
             busy.add((str(payload.get("userid")), str(payload.get("external_userid"))))
     return busy
@@ -231,6 +241,8 @@ class _Planner:
             want = desired.get(ext, NONE)
             have = present.get(follow_id, NONE)
             ours = pushed.get(follow_id, NONE)
+            if ours and self.library.deleted:  # WeCom already took those off
+                ours = ours - self.library.deleted
             self.plan.kept_by_hand += len((want & have) - ours)
             add, remove = relation_diff(want, ours, have, managed)
             if not add and not remove:
@@ -354,12 +366,14 @@ def plan_tag_sync(
     transaction; the client's quota and the sender set the pace of the calls themselves.
     """
     plan = SyncPlan(dry_run=dry_run)
-    if not dry_run:
+    # Named customers (a RetagResult's, after a callback) are usually few: no table-wide
+    # candidate scan or pruning then; pushes of deleted tags are skipped all the same.
+    named = None if external_userids is None else sorted(set(external_userids))
+    if named is None and not dry_run:
         plan.pruned = db.call(_prune_deleted)
     library = db.call(_Library.load)
-    planner = _Planner(library, db.call(_open_relations), plan, now, retry_failed)
-    # Named customers (a RetagResult's) are usually few: no scan for candidates then.
-    named = None if external_userids is None else sorted(set(external_userids))
+    busy = db.call(partial(_open_relations, named=named))
+    planner = _Planner(library, busy, plan, now, retry_failed)
     customers = db.call(_candidates) if named is None else named
     plan.customers = len(customers)
     size = settings.tag_sync.batch_size

@@ -65,7 +65,11 @@ _NOT_SENT: Final = (
 )
 
 # WeCom staff report remark allows at most 5 concurrent calls (45033 beyond that).
-PATH_CONCURRENCY: Final[Mapping[str, int]] = {"externalcontact/remark": 5}
+# WeCom staff: at most 5 concurrent calls on customer edits (45033 beyond that).
+PATH_CONCURRENCY: Final[Mapping[str, int]] = {
+    "externalcontact/remark": 5,
+    "externalcontact/mark_tag": 5,
+}
 
 
 @dataclass

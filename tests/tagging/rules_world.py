@@ -93,7 +93,9 @@ def add_member(
     left_at: datetime | None = None,
 ) -> None:
     s.add(
-        GroupMember(chat_id=chat_id, member_id=member_id, type=type, left_at=left_at, updated_at=now)
+        GroupMember(
+            chat_id=chat_id, member_id=member_id, type=type, left_at=left_at, updated_at=now
+        )
     )
 
 
@@ -133,4 +135,3 @@ def history_of(s: Session, *attributes: str) -> list[tuple[str, str, str | None,
         ((r.customer_key, r.attribute, r.old_value, r.new_value) for r in rows),
         key=lambda r: tuple(v or "" for v in r),
     )
-

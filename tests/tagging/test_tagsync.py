@@ -86,6 +86,8 @@ class TagWorld:
         return ext
 
     async def refetch(self, ext: str) -> None:
+        """What the edit_external_contact handler stores, without the rules engine that
+        handler also runs (these tests set the desired tags themselves)."""
         contact, follow, complete = await fetch_contact(self.bot.wecom, ext)
         now = self.clock.now()
         await self.db.run(
@@ -111,6 +113,10 @@ class TagWorld:
                 )
 
         self.db.call(write)
+
+    def rule_tags(self, ext: str) -> set[str]:
+        query = select(CustomerTag.tag).where(CustomerTag.external_userid == ext)
+        return self.db.call(lambda s: set(s.scalars(query)))
 
     def tag_id(self, name: str) -> str:
         """The sandbox id of the bot's tag called `name`."""
@@ -161,8 +167,8 @@ class TagWorld:
             )
         )
 
-    async def sync(self, **options: bool) -> TagSyncReport:
-        return await run_tag_sync(self.bot, send=True, **options)
+    async def sync(self, *, retry_failed: bool = False) -> TagSyncReport:
+        return await run_tag_sync(self.bot, send=True, retry_failed=retry_failed)
 
     async def settle(self) -> None:
         """Deliver owed callbacks (a member's edits in the client) and let the bot act."""
@@ -172,6 +178,10 @@ class TagWorld:
         finally:
             await deliverer.aclose()
         await self.bot.drain()
+        # The handler reads a new customer again as WeCom's listing catches up (84061).
+        for _ in range(5):
+            self.clock.advance(2)
+            await self.bot.drain()
 
     async def until_idle(self, step: float = 61.0, rounds: int = 10) -> None:
         """Let simulated time pass until no mark_tag row is waiting for a retry."""
@@ -321,6 +331,8 @@ async def test_a_group_of_the_same_name_made_by_someone_else_is_reported_and_lef
     assert {(t.tag_id, t.name, t.order) for t in tw.wecom.tags_in(group.group_id)} == before
     assert all(c.body.get("group_id") != group.group_id for c in tw.calls(ADD))
     assert "资产等级" not in {c.body.get("group_name") for c in tw.calls(ADD)}
+    # The one call that touched it: a no-op edit to learn who owns it, refused.
+    assert [c.errcode for c in tw.calls(EDIT)] == [40068]
     assert tw.db.call(lambda s: s.get(RuleTagMapping, "资产5万+")) is None
     # The customer gets the tags that can be pushed; the asset tag is reported unmapped.
     assert tw.on_customer(ZHANG, ext) == {"代发客户"}
@@ -349,6 +361,10 @@ async def test_a_tag_deleted_in_the_console_is_recreated_and_pushed_again(tw: Ta
     tw.sandbox.script.admin_deletes_tag(old)  # WeCom strips it from every customer
     await tw.settle()  # the change_external_tag callback marks it deleted in the mirror
     assert tw.on_customer(ZHANG, ext) == set()
+    # A callback's incremental plan neither removes the deleted tag (WeCom did) nor has
+    # a tag to add until the library is repaired.
+    quick = plan_tag_sync(tw.db, settings=tw.settings, now=tw.clock.now(), external_userids=[ext])
+    assert (quick.changed, quick.unmapped) == (0, {"代发客户": 1})
 
     report = await tw.sync()
 
@@ -357,6 +373,26 @@ async def test_a_tag_deleted_in_the_console_is_recreated_and_pushed_again(tw: Ta
     assert report.plan.pruned == 1
     assert tw.on_customer(ZHANG, ext) == {"代发客户"}
     assert tw.pushed(ZHANG, ext) == {"代发客户"}
+
+
+async def test_a_family_without_a_group_name_is_noted_and_not_synced(tw: TagWorld) -> None:
+    names = {k: v for k, v in tw.settings.tag_sync.group_names.items() if k != "keyword"}
+    tw.bot.settings = tw.settings.model_copy(
+        update={"tag_sync": tw.settings.tag_sync.model_copy(update={"group_names": names})}
+    )
+    ext = await tw.customer("程英", ZHANG)
+    tw.set_rule_tags(ext, "教师", "代发客户")
+
+    report = await tw.sync()
+
+    keyword = report.library.family("keyword")
+    assert keyword is not None
+    assert keyword.status == tag_library.UNCONFIGURED
+    assert keyword.note is not None
+    assert report.library.problems == []
+    assert "兴趣标签" not in {g.name for g in tw.wecom.tag_groups.values()}
+    assert tw.on_customer(ZHANG, ext) == {"代发客户"}
+    assert report.plan.unmapped == {"教师": 1}
 
 
 # -- pushing -------------------------------------------------------------------------------
@@ -409,7 +445,7 @@ async def test_a_rule_tag_that_goes_away_comes_off_but_hand_set_tags_stay(tw: Ta
     tw.sandbox.script.member_edits_customer(
         ZHANG, ext, add_tags=[tw.tag_id("资产5万+"), vip.tag_id]
     )
-    await tw.settle()
+    await tw.refetch(ext)
     assert tw.mirrored(ZHANG, ext) == {"资产10万+", "老年客户", "资产5万+", "重点客户"}
 
     # The customer moves up a tier and the senior tag no longer applies.
@@ -439,7 +475,7 @@ async def test_a_tag_the_relation_has_by_hand_is_not_added_nor_later_removed(
     await ensure_tag_library(tw.bot.wecom, tw.db, settings=tw.settings, now=tw.clock.now())
     ext = await tw.customer("赵六", ZHANG)
     tw.sandbox.script.member_edits_customer(ZHANG, ext, add_tags=[tw.tag_id("代发客户")])
-    await tw.settle()
+    await tw.refetch(ext)
     tw.set_rule_tags(ext, "代发客户", "资产5万+")
 
     report = await tw.sync()
@@ -484,6 +520,32 @@ async def test_quota_busy_and_concurrency_faults_are_retried_to_the_right_state(
     assert len(tw.calls()) == calls
 
 
+async def test_callbacks_retag_and_push_while_hand_set_tags_stay(tw: TagWorld) -> None:
+    """The whole path: a callback, the rules engine, tag sync, the outbox, WeCom."""
+    await ensure_tag_library(tw.bot.wecom, tw.db, settings=tw.settings, now=tw.clock.now())
+    ext = tw.sandbox.script.customer_adds_member(
+        NewCustomer("杨过"), ZHANG, state="qr_lobby"
+    ).external_userid
+    await tw.settle()
+    assert "渠道-大堂" in tw.rule_tags(ext)
+    assert tw.on_customer(ZHANG, ext) == tw.rule_tags(ext)
+
+    # The manager puts the top asset tier on by hand; then edits the remark, which the
+    # keyword rules read.
+    tw.sandbox.script.member_edits_customer(ZHANG, ext, add_tags=[tw.tag_id("资产600万+")])
+    await tw.settle()
+    tw.sandbox.script.member_edits_customer(ZHANG, ext, remark="退休干部")
+    await tw.settle()
+
+    assert "退休人员" in tw.rule_tags(ext)
+    assert tw.on_customer(ZHANG, ext) == tw.rule_tags(ext) | {"资产600万+"}
+    assert "资产600万+" not in tw.pushed(ZHANG, ext)
+    # The explicit run finds nothing left to do.
+    calls = len(tw.calls())
+    assert (await tw.sync()).plan.changed == 0
+    assert len(tw.calls()) == calls
+
+
 async def test_ended_relations_are_not_pushed(tw: TagWorld) -> None:
     ext = await tw.customer("孙七", ZHANG, WANG)
     tw.sandbox.script.member_deletes_customer(WANG, ext)
@@ -513,8 +575,10 @@ async def test_a_change_waits_while_an_earlier_row_of_its_relation_is_open(tw: T
     tw.set_rule_tags(ext, "代发客户", "老年客户")
 
     second = plan_tag_sync(tw.db, settings=tw.settings, now=tw.clock.now())
+    named = plan_tag_sync(tw.db, settings=tw.settings, now=tw.clock.now(), external_userids=[ext])
 
     assert (second.deferred, second.enqueued) == (1, 0)
+    assert (named.deferred, named.enqueued) == (1, 0)
     await tw.bot.drain()
     third = await tw.sync()
     assert third.plan.enqueued == 1

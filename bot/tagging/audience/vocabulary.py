@@ -16,8 +16,11 @@ exist, participation becomes::
         doc="took part in activity ACTIVITY_ID",
     ))
 
-plus the `activities` list in RefCustomer's test data. Nothing in the parser, the checker,
-the compiler or the CLI changes.
+with `activities` filled in the reference data (RefCustomer already has the key). Nothing in
+the parser, the checker, the compiler or the CLI changes; tests/tagging/
+test_audience_extension.py does exactly this. Wrap a query in `Branch(query, small=True)`
+when its set stays small (one activity's entrants), so SQLite tests membership against the
+set built once instead of probing the index per candidate.
 """
 
 from __future__ import annotations
