@@ -22,6 +22,8 @@ class SqliteProfileStore(ProfileStore):
 
     def __init__(self, conn: Connection, attributes: Sequence[str]) -> None:
         super().__init__(conn, attributes)
+        import os
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{os.environ.get('XCACHE', '2000')}")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {SEEN_TABLE} "

@@ -156,8 +156,13 @@ def limits() -> Limits:
 
 @pytest.fixture
 def setting_overrides() -> dict[str, str]:
-    """Extra `BOT_…` variables for one test module (override the fixture)."""
-    return {}
+    """Extra `BOT_…` variables for one test module (override the fixture).
+
+    These tests are about the mirror, so the rule tags a callback leads to are not pushed
+    to WeCom here (it would add tags and mark_tag calls to what they check); the tagging
+    tests turn tag sync back on.
+    """
+    return {"BOT_TAG_SYNC__ENABLED": "false"}
 
 
 @pytest.fixture

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from bot.sandbox.script import NewCustomer
 from bot.store.models import CustomerProfile, CustomerTag, GroupSegment
 from tests.integration.conftest import ZHANG, World
+
+
+@pytest.fixture
+def setting_overrides() -> dict[str, str]:
+    return {"BOT_TAG_SYNC__ENABLED": "true"}
 
 
 async def test_nightly_retag_tags_customers_and_pushes_the_tags(world: World) -> None:
@@ -28,6 +34,7 @@ async def test_nightly_retag_tags_customers_and_pushes_the_tags(world: World) ->
         )
 
     world.db.call(bank_data)  # as an import would leave it, before any retag
+    pushed_on_add = len(world.calls("externalcontact/mark_tag"))
     queued = await world.bot.ticker.nightly_retag()
     tags = set(
         world.db.call(
@@ -39,6 +46,7 @@ async def test_nightly_retag_tags_customers_and_pushes_the_tags(world: World) ->
     assert {"资产50万+", "代发客户", "渠道-大堂"} <= tags
     assert queued == 1  # one relation, one mark_tag row
     await world.bot.drain()
+    assert len(world.calls("externalcontact/mark_tag")) == pushed_on_add + 1
     relation = world.wecom.relations[(ZHANG, added.external_userid)]
     names = {world.wecom.tags[t].name for t in relation.tag_ids}
     assert {"资产50万+", "代发客户", "渠道-大堂"} <= names

@@ -559,11 +559,12 @@ async def test_ended_relations_are_not_pushed(tw: TagWorld) -> None:
     )
     assert ended == mirror.ENDED
     tw.set_rule_tags(ext, "代发客户")
+    before = len(tw.calls(MARK))  # the callbacks' own retag may already have pushed
 
     report = await tw.sync()
 
     assert report.plan.relations == 1
-    assert [c.body["userid"] for c in tw.calls(MARK)] == [ZHANG]
+    assert [c.body["userid"] for c in tw.calls(MARK)[before:]] == [ZHANG]
     assert tw.pushed(WANG, ext) == set()
 
 
