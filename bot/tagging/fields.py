@@ -252,9 +252,10 @@ def parse_products(value: Cell, separator: str) -> list[str]:
 
 def normalise_mobile(value: Cell) -> str | None:
     """Digits only, without a +86/0086/86 country prefix; None if too short to match on."""
-    if type(value) is str and len(value) == 11 and value.isascii() and value.isdigit():
-        return value
-    digits = _NON_DIGITS.sub("", cell_text(value).translate(_FULLWIDTH))
+    text = value if type(value) is str else cell_text(value)
+    if not text.isascii():
+        text = text.translate(_FULLWIDTH)
+    digits = text if text.isdigit() else _NON_DIGITS.sub("", text)
     if digits.startswith("0086"):
         digits = digits[4:]
     elif len(digits) == 13 and digits.startswith("86"):

@@ -16,14 +16,18 @@ from bot.tagging.import_store import (
     UpdateRow,
 )
 
+CACHE_KIB = 64 * 1024
+
 
 class SqliteProfileStore(ProfileStore):
     """One JSON array parameter per lookup keeps statements short however many keys."""
 
     def __init__(self, conn: Connection, attributes: Sequence[str]) -> None:
         super().__init__(conn, attributes)
-        import os
-        conn.exec_driver_sql(f"PRAGMA cache_size=-{os.environ.get('XCACHE', '2000')}")
+        # Every chunk inserts into indexes keyed by random values (AUM, age, branch): with
+        # SQLite's 2 MB default cache those inserts mostly re-read pages.
+        self._cache_pages = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {SEEN_TABLE} "
@@ -95,6 +99,9 @@ class SqliteProfileStore(ProfileStore):
     def close(self) -> None:
         # SQLite keeps a temporary table for the connection's life, and connections are pooled.
         self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
+
+    def reset(self) -> None:
+        self.conn.exec_driver_sql(f"PRAGMA cache_size={int(self._cache_pages or -2000)}")
 
     def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:

@@ -69,6 +69,9 @@ class ProfileStore(ABC):
     def close(self) -> None:
         """Drop what the import created for itself, before commit."""
 
+    def reset(self) -> None:  # noqa: B027 - most engines have nothing to undo
+        """Undo connection settings, after commit or rollback (connections are pooled)."""
+
 
 def open_store(conn: Connection, attributes: Sequence[str]) -> ProfileStore:
     """The store for this connection's engine."""

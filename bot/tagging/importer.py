@@ -60,7 +60,7 @@ from bot.tagging.import_store import (
     start_run,
 )
 from bot.tagging.matching import MobileIndex, Outcome, candidates
-from bot.tagging.parsing import Chunk, Parsed, ParseJob, chunks, should_fork
+from bot.tagging.parsing import Chunk, ParseJob, chunks, should_fork
 from bot.tagging.readers import ImportFileError, Table, inspect_file, open_table
 from bot.tagging.rejects import RejectFile, default_reject_path
 from bot.tagging.rows import ColumnMap, ParsedRow, resolve_columns
@@ -132,6 +132,7 @@ def import_customers(
             db.engine.connect() as conn,
         ):
             transaction = conn.begin()
+            run = None
             try:
                 run = _Run(conn, report, columns, rejects, now=now, tz=tz)
                 run.read(stream, tick=tick)
@@ -145,6 +146,9 @@ def import_customers(
             except BaseException:
                 transaction.rollback()
                 raise
+            finally:
+                if run is not None:
+                    run.reset()
             report.reject_path = rejects.finish()
     (log.warning if report.refused else log.info)("import %s", report.summary())
     return report
@@ -191,6 +195,9 @@ class _Run:
             self._chunk(chunk.rows)
             tick(chunk.position)
 
+    def reset(self) -> None:
+        self._store.reset()
+
     def finish(self) -> None:
         report = self._report
         self._store.close()
@@ -211,15 +218,15 @@ class _Run:
 
     # -- one chunk ---------------------------------------------------------------------------
 
-    def _chunk(self, rows: list[Parsed]) -> None:
+    def _chunk(self, rows: list[ParsedRow]) -> None:
         self._report.rows += len(rows)
-        rejected: list[Rejected] = [(p.line, p.cells, p.error or "") for p in rows if p.key is None]
+        rejected: list[Rejected] = [(p.line, p.original, p.error or "") for p in rows if not p.key]
         good: list[ParsedRow] = []
-        for parsed in self._first_occurrences([p for p in rows if p.key is not None], rejected):
-            if parsed.row is None:
-                rejected.append((parsed.line, parsed.cells, parsed.error or ""))
+        for parsed in self._first_occurrences([p for p in rows if p.key], rejected):
+            if parsed.error is not None:
+                rejected.append((parsed.line, parsed.original, parsed.error))
             else:
-                good.append(parsed.row)
+                good.append(parsed)
         if rejected:
             rejected.sort(key=lambda item: item[0])
             self._rejects.write(rejected)
@@ -229,20 +236,20 @@ class _Run:
         if good:
             self._store_rows(good)
 
-    def _first_occurrences(self, keyed: list[Parsed], rejected: list[Rejected]) -> list[Parsed]:
+    def _first_occurrences(
+        self, keyed: list[ParsedRow], rejected: list[Rejected]
+    ) -> list[ParsedRow]:
         """Rows whose key this file has not had before; the others are rejected, even if
         they are otherwise bad, so the message names the first line."""
-        earlier = self._store.first_lines(list({p.key for p in keyed if p.key is not None}))
+        earlier = self._store.first_lines(list({p.key for p in keyed}))
         first: dict[str, int] = {}
         fresh = []
         for parsed in keyed:
             key = parsed.key
-            assert key is not None
             seen_on = earlier.get(key) or first.get(key)
             if seen_on is not None:
-                rejected.append(
-                    (parsed.line, parsed.cells, f"duplicate customer key, first on line {seen_on}")
-                )
+                message = f"duplicate customer key, first on line {seen_on}"
+                rejected.append((parsed.line, parsed.original, message))
                 continue
             first[key] = parsed.line
             fresh.append(parsed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, cast, select
 
 from bot.store.models import FollowRelation
 from bot.tagging.fields import normalise_mobile
@@ -48,9 +48,15 @@ class MobileIndex:
     def load(cls, conn: Connection) -> MobileIndex:
         """Read every active relation's remark mobiles (streamed, two columns)."""
         index = cls()
+        # Most relations have no remark mobile; skip those in SQL rather than decode them.
+        mobiles_text = cast(FollowRelation.remark_mobiles, Text)
         stmt = (
             select(FollowRelation.external_userid, FollowRelation.remark_mobiles)
-            .where(FollowRelation.status == "active")
+            .where(
+                FollowRelation.status == "active",
+                mobiles_text.is_not(None),
+                mobiles_text.not_in(["[]", "null"]),
+            )
             .execution_options(yield_per=10_000)
         )
         result = conn.execute(stmt)

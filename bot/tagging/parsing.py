@@ -7,19 +7,18 @@ import multiprocessing
 import queue
 import resource
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.queues import Queue
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.config import ImportConfig
 from bot.tagging import stored_forms
-from bot.tagging.fields import Cell
 from bot.tagging.readers import FileFacts, ImportFileError, Table, open_table
-from bot.tagging.rows import ColumnMap, ParsedRow, RowError, RowParser
+from bot.tagging.rows import ColumnMap, ParsedRow, RowParser
 
 # Below these sizes starting a process costs more than it saves.
 PARALLEL_MIN_BYTES = {"csv": 16 << 20, "xlsx": 2 << 20}
@@ -29,19 +28,9 @@ QUEUE_CHUNKS = 3
 POLL_SECONDS = 1.0
 
 
-class Parsed(NamedTuple):
-    """One row as read: its cells (for the reject file), key and attributes, or the error."""
-
-    line: int
-    cells: Sequence[Cell]
-    key: str | None
-    row: ParsedRow | None
-    error: str | None
-
-
 @dataclass(frozen=True)
 class Chunk:
-    rows: list[Parsed]
+    rows: list[ParsedRow]
     # Progress: bytes read for CSV, rows for XLSX.
     position: int
 
@@ -75,7 +64,7 @@ def should_fork(facts: FileFacts) -> bool:
 
 
 def parse_chunks(job: ParseJob, table: Table) -> Iterator[Chunk]:
-    """Rows in chunks, each with its key checked first and then its attributes."""
+    """The file's rows, read and parsed, in chunks."""
     parser = RowParser(
         job.columns,
         job.config,
@@ -84,17 +73,9 @@ def parse_chunks(job: ParseJob, table: Table) -> Iterator[Chunk]:
         strict_width=job.facts.kind == "csv",
         encoders=stored_forms.encoders(job.dialect, job.columns.attributes),
     )
-    batch: list[Parsed] = []
+    batch: list[ParsedRow] = []
     for line, cells in table.rows:
-        try:
-            key = parser.key(cells)
-        except RowError as exc:
-            batch.append(Parsed(line, cells, None, None, str(exc)))
-        else:
-            try:
-                batch.append(Parsed(line, cells, key, parser.parse(line, cells, key), None))
-            except RowError as exc:
-                batch.append(Parsed(line, cells, key, None, str(exc)))
+        batch.append(parser.read(line, cells))
         if len(batch) >= job.chunk_size:
             yield Chunk(batch, table.position())
             batch = []

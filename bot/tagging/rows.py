@@ -6,13 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.config import ImportConfig
 from bot.tagging.fields import (
     Cell,
     FieldError,
     age_on,
+    cell_text,
     normalise_mobile,
     one_day_after,
     parse_age,
@@ -165,16 +166,37 @@ def _then(
     return lambda cell: encode(parse(cell))
 
 
-@dataclass(slots=True)
-class ParsedRow:
-    """A valid row: its bank key, what to match it by, and its attribute values in the
-    store's form, in the order of `ColumnMap.attributes`."""
+CELL_SEPARATOR = "\x1f"
+
+
+def pack_cells(cells: Sequence[Cell]) -> Sequence[Cell] | str:
+    """A good row's cells as one string: only a duplicate-key reject needs them again, and
+    one string crosses to the importing process far cheaper than a list."""
+    texts = [cell if type(cell) is str else cell_text(cell) for cell in cells]
+    packed = CELL_SEPARATOR.join(texts)
+    return packed if packed.count(CELL_SEPARATOR) == len(texts) - 1 else cells
+
+
+def unpack_cells(cells: Sequence[Cell] | str) -> Sequence[Cell]:
+    return cells.split(CELL_SEPARATOR) if isinstance(cells, str) else cells
+
+
+class ParsedRow(NamedTuple):
+    """One row as read: its key, what to match it by and its attribute values in the store's
+    form (in the order of `ColumnMap.attributes`), or the error that rejects it."""
 
     line: int
-    key: str
+    cells: Sequence[Cell] | str
+    key: str  # "" when the row has none (then `error` says so)
     external_userid: str | None
     mobile: str | None
     values: tuple[Any, ...]
+    error: str | None
+
+    @property
+    def original(self) -> Sequence[Cell]:
+        """The cells as they were in the file, for the reject file."""
+        return unpack_cells(self.cells)
 
 
 class RowParser:
@@ -207,7 +229,8 @@ class RowParser:
         false_values = frozenset(config.false_values)
         separator = config.products_separator
         today = now.astimezone(tz).date()
-        latest_login = one_day_after(now)
+        # In `tz` itself: aware values with the same tzinfo compare without offset lookups.
+        latest_login = one_day_after(now).astimezone(tz)
         parsers: dict[str, Callable[[Cell], Any]] = {
             "aum": parse_aum,
             "payroll": lambda cell: parse_flag(cell, true_values, false_values),
@@ -242,23 +265,35 @@ class RowParser:
         self._birth = memo(birth)
         self._age = memo(parse_age)
 
-    def key(self, cells: Sequence[Cell]) -> str:
-        """The customer key, checked first so duplicates are found even in otherwise bad rows."""
+    def read(self, line: int, cells: Sequence[Cell]) -> ParsedRow:
+        """The row, or its error: the key is checked first, so duplicates are found even in
+        otherwise bad rows."""
+        try:
+            key = self._key(cells)
+        except RowError as exc:
+            return ParsedRow(line, cells, "", None, None, (), str(exc))
+        try:
+            return self._parse(line, cells, key)
+        except RowError as exc:
+            return ParsedRow(line, cells, key, None, None, (), str(exc))
+
+    def _key(self, cells: Sequence[Cell]) -> str:
         if self._strict_width and len(cells) != self._columns.width:
             raise RowError(f"has {len(cells)} fields, the header has {self._columns.width}")
         try:
-            key = parse_key(self._cell(cells, self._key_at))
+            key = parse_key(cells[self._key_at] if self._key_at < len(cells) else None)
         except FieldError as exc:
             raise RowError(f"{self._columns.titles['customer_key']}: {exc}") from None
         if key is None:
             raise RowError(f"{self._columns.titles['customer_key']}: missing customer key")
         return key
 
-    def parse(self, line: int, cells: Sequence[Cell], key: str) -> ParsedRow:
+    def _parse(self, line: int, cells: Sequence[Cell], key: str) -> ParsedRow:
         """Every attribute of the row, or a RowError listing each bad column."""
         titles = self._columns.titles
         problems: list[str] = []
         values: list[Any] = [None] * self._width
+        original = cells
         if len(cells) < self._columns.width:
             cells = [*cells, *[None] * (self._columns.width - len(cells))]
         # The hot loop of an import: cached fields are looked up inline.
@@ -290,7 +325,9 @@ class RowParser:
             problems.append(str(exc))
         if problems:
             raise RowError("; ".join(problems))
-        return ParsedRow(line, key, external_userid, mobile, tuple(values))
+        return ParsedRow(
+            line, pack_cells(original), key, external_userid, mobile, tuple(values), None
+        )
 
     def _birth_and_age(self, cells: Sequence[Cell], values: list[Any]) -> None:
         """A birth date sets the age (on the import's date); without one, the age column does."""
@@ -308,8 +345,3 @@ class RowParser:
                 raise RowError(f"{self._columns.titles['age']}: {exc}") from None
         if self._age_slot is not None:
             values[self._age_slot] = age
-
-    @staticmethod
-    def _cell(cells: Sequence[Cell], position: int) -> Cell:
-        # XLSX rows may stop at their last filled cell.
-        return cells[position] if position < len(cells) else None

@@ -26,7 +26,8 @@ def settings(**import_section: Any) -> Settings:
 
 def add_world(db: Database, now: datetime) -> None:
     """alice by id; bob by mobile; carol and dave share a mobile; erin by a +86 mobile;
-    frank's relation with 13900003333 has ended, so that mobile matches nobody."""
+    frank's relation with 13900003333 has ended, so that mobile matches nobody; gina and
+    hank have no remark mobile."""
     relations = [
         ("wm_alice", "manager1", ["13800000000"], "active"),
         ("wm_bob", "manager1", ["13900001111"], "active"),
@@ -35,6 +36,8 @@ def add_world(db: Database, now: datetime) -> None:
         ("wm_dave", "manager2", ["+86 13900002222"], "active"),
         ("wm_erin", "manager2", ["+8613900004444"], "active"),
         ("wm_frank", "manager1", ["13900003333"], "ended"),
+        ("wm_gina", "manager1", [], "active"),  # most relations carry no remark mobile
+        ("wm_hank", "manager2", None, "active"),
     ]
     with db.session() as s:
         for eid in sorted({r[0] for r in relations}):
