@@ -10,10 +10,14 @@ that of the parsing process it starts for large files (getrusage, self and child
 
 - first: every row is a new profile;
 - daily: the next day's export, where 10 % of the rows have a new AUM or last login;
-- same: the daily export again (every row unchanged).
+- same: the daily export imported again a day later (unchanged but for the ages of the
+  customers whose birthday it is).
 
     .venv/bin/python -m bench.import [--rows 1000000] [--runs 3] [--engines sqlite,postgresql]
-        [--postgres-url postgresql://postgres@127.0.0.1:54329/postgres] [--workdir .bench]
+        [--postgres-url postgresql://postgres@127.0.0.1:54329/postgres] [--workdir DIR]
+
+The files and the SQLite database go to DIR (default: $TMPDIR/bot-bench-import); the
+PostgreSQL database `bot_bench_import` is dropped and created afresh.
 
 Target: under 2 minutes and under 500 MB per import.
 """
@@ -30,6 +34,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -204,7 +209,7 @@ def reset_profiles(db: Database) -> None:
 
 
 def child(url: str, file: str, now: str) -> None:
-    """Run one import and print its timing and counts as JSON (the parent reads RSS)."""
+    """Run one import; print its time, counts and peak RSS (its own, its parser's) as JSON."""
     from bot.tagging.importer import import_customers
 
     db = Database.from_url(url)
@@ -279,7 +284,9 @@ def main() -> None:
             "BOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:54329/postgres"
         ),
     )
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".bench" / "import")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bot-bench-import"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     first = args.workdir / f"bank-{args.rows}.csv"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -102,30 +103,42 @@ def import_customers_command(
         db.dispose()
 
 
+# Where the tag rules' incremental run lives; the first module offering it is used.
+RETAG_PROVIDERS = ("bot.tagging.engine", "bot.tagging.rules")
+
+
 def _retag(
     console: Console, db: Database, report: ImportReport, *, settings: Settings, now: datetime
 ) -> None:
-    """Re-evaluate tag rules for the customers whose bank data changed, when the rules
-    module offers `retag_customers`; until then say how to catch up."""
-    if not report.changed_external_userids:
+    """Re-evaluate tag rules for the customers whose bank data or link changed."""
+    changed = report.changed_external_userids
+    if not changed:
         return
-    try:
-        rules = importlib.import_module("bot.tagging.rules")
-    except ImportError:
-        rules = None
-    retag = getattr(rules, "retag_customers", None)
+    retag = _find_retag()
     if retag is None:
         console.print(
-            f"note: tag rules are not wired to imports yet; "
-            f"{len(report.changed_external_userids)} customer(s) changed, run `bot retag`",
+            f"note: tag rules are not wired to imports yet; {len(changed)} customer(s) "
+            "changed, run `bot retag`",
             soft_wrap=True,
         )
         return
-    result = retag(db, report.changed_external_userids, settings=settings, now=now)
-    summary = result.summary() if hasattr(result, "summary") else None
-    console.print(
-        summary or f"re-tagged {len(report.changed_external_userids)} changed customer(s)"
-    )
+    result = retag(db, changed, settings=settings, now=now)
+    evaluated = getattr(result, "evaluated", len(changed))
+    retagged = getattr(result, "changes", None)
+    suffix = f", {len(retagged)} with changed tags" if retagged is not None else ""
+    console.print(f"re-tagged {evaluated} changed customer(s){suffix}")
+
+
+def _find_retag() -> Callable[..., Any] | None:
+    for name in RETAG_PROVIDERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        retag = getattr(module, "retag_customers", None)
+        if callable(retag):
+            return retag  # type: ignore[no-any-return]
+    return None
 
 
 def print_report(console: Console, report: ImportReport) -> None:
@@ -173,6 +186,7 @@ def print_report(console: Console, report: ImportReport) -> None:
             samples.add_row(str(sample.line), sample.customer_key, sample.mobile, sample.reason)
         console.print(samples)
     if report.reject_samples:
+        console.print(f"rejected rows (first {len(report.reject_samples)}):")
         for line, error in report.reject_samples:
             console.print(f"  line {line}: {error}", highlight=False, soft_wrap=True)
     if report.reject_path is not None:

@@ -35,11 +35,9 @@ quiet, or use PostgreSQL, where only the profiles being written are locked.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,9 +45,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from bot.config import Settings
+from bot.privacy import scrub
 from bot.store.db import Database
 from bot.tagging import stored_forms
 from bot.tagging.fields import Cell
+from bot.tagging.import_progress import progress_bar
 from bot.tagging.import_report import SAMPLE_LIMIT, ImportReport
 from bot.tagging.import_store import (
     HistoryRow,
@@ -61,7 +61,7 @@ from bot.tagging.import_store import (
 )
 from bot.tagging.matching import MobileIndex, Outcome, candidates
 from bot.tagging.parsing import Chunk, ParseJob, chunks, should_fork
-from bot.tagging.readers import ImportFileError, Table, inspect_file, open_table
+from bot.tagging.readers import ImportFileError, inspect_file, open_table
 from bot.tagging.rejects import RejectFile, default_reject_path
 from bot.tagging.rows import ColumnMap, ParsedRow, resolve_columns
 
@@ -70,7 +70,6 @@ __all__ = ["ImportFileError", "ImportReport", "import_customers"]
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
-PROGRESS_MIN_BYTES = 1 << 20
 Rejected = tuple[int, Sequence[Cell], str]
 
 
@@ -127,7 +126,7 @@ def import_customers(
         rejects = RejectFile(reject_path or default_reject_path(path), table.header)
         with (
             rejects,
-            _progress(table, enabled=progress) as tick,
+            progress_bar(table, enabled=progress) as tick,
             chunks(job, table, fork=fork) as stream,
             db.engine.connect() as conn,
         ):
@@ -232,7 +231,9 @@ class _Run:
             self._rejects.write(rejected)
             self._report.rejected += len(rejected)
             room = SAMPLE_LIMIT - len(self._report.reject_samples)
-            self._report.reject_samples.extend((line, error) for line, _, error in rejected[:room])
+            # Errors quote bad values; a mobile in the wrong column must not reach a screen.
+            samples = ((line, scrub(error)) for line, _, error in rejected[:room])
+            self._report.reject_samples.extend(samples)
         if good:
             self._store_rows(good)
 
@@ -354,61 +355,10 @@ class _Run:
             (
                 row.key,
                 name,
-                history_text(name, before, self._tz),
-                history_text(name, after, self._tz),
+                stored_forms.history_text(name, before, self._tz),
+                stored_forms.history_text(name, after, self._tz),
                 self._stamp,
                 self.import_id,
             )
             for name, before, after in changes
         ]
-
-
-def history_text(attribute: str, value: object, tz: tzinfo) -> str | None:
-    """An attribute value as attribute_history keeps it (amounts to the fen, local times)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if attribute == "aum" and isinstance(value, int | float):
-        # SQLite hands back a whole amount as an int.
-        return f"{float(value):.2f}"
-    if isinstance(value, datetime):
-        return value.astimezone(tz).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-@contextmanager
-def _progress(table: Table, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr for large files: bytes read for CSV, rows for XLSX."""
-    small = table.facts.kind == "csv" and table.facts.size < PROGRESS_MIN_BYTES
-    if not enabled or small:
-        yield lambda _done: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    amount = DownloadColumn() if table.facts.kind == "csv" else MofNCompleteColumn()
-    bar = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        amount,
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task(f"importing {table.facts.path.name}", total=table.progress_total)
-        yield lambda done: bar.update(task, completed=done)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 Encoder = Callable[[Any], Any]
@@ -75,3 +75,21 @@ def decode(dialect: str, attribute: str, stored: Any) -> Any:
 def stamp(dialect: str, moment: datetime) -> Any:
     """A timestamp column's stored form."""
     return sqlite_datetime(moment) if dialect == "sqlite" else moment
+
+
+def history_text(attribute: str, value: object, tz: tzinfo) -> str | None:
+    """An attribute value as attribute_history keeps it (amounts to the fen, local times)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if attribute == "aum" and isinstance(value, int | float):
+        # SQLite hands back a whole amount as an int.
+        return f"{float(value):.2f}"
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)

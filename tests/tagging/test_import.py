@@ -345,3 +345,15 @@ def test_parsing_in_a_second_process_gives_the_same_outcome(
     ]
     assert (report.inserted, report.matched_by_id, report.matched_by_mobile) == (5, 1, 2)
     check_sample_profiles(db)
+
+
+def test_xlsx_rows_may_stop_at_their_last_filled_cell(
+    db: Database, clock: FrozenClock, tmp_path: Path
+) -> None:
+    add_world(db, clock.now())
+    rows: list[list[Any]] = [HEADER, ["K1", "wm_alice", None, "100"], ["K2"]]
+    report = run(db, write_xlsx(tmp_path / "short.xlsx", rows), clock)
+    assert (report.rows, report.rejected, report.inserted) == (2, 0, 2)
+    got = profiles(db)
+    assert (got["K1"].external_userid, got["K1"].aum, got["K1"].branch) == ("wm_alice", 100, None)
+    assert got["K2"].aum is None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 import bot.clock
@@ -14,6 +16,8 @@ from bot.cli import app
 from bot.clock import FrozenClock
 from bot.store.db import Database
 from bot.store.migrate import upgrade
+from bot.store.models import CustomerTag
+from bot.tagging.import_cli import RETAG_PROVIDERS
 from tests.tagging.import_world import HEADER, add_world, profiles, sample_rows, snapshot, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +47,9 @@ def database(env: dict[str, str]) -> Database:
 
 
 def without_retag(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.tagging.rules as rules
-
-    monkeypatch.delattr(rules, "retag_customers", raising=False)
+    """As if the tag rules offered no incremental run."""
+    for module in RETAG_PROVIDERS:
+        monkeypatch.delattr(importlib.import_module(module), "retag_customers", raising=False)
 
 
 def test_import_prints_counts_and_masked_samples_only(
@@ -62,7 +66,7 @@ def test_import_prints_counts_and_masked_samples_only(
     assert "C0*03" in out
     for secret in ("13900002222", "139 0000 2222", "13900003333", "张三", "C0003"):
         assert secret not in out
-    assert "run `bot retag`" in out  # the rules module does not offer retag_customers yet
+    assert "run `bot retag`" in out  # no retag_customers to call
     db = database(env)
     assert len(profiles(db)) == 5
     db.dispose()
@@ -71,14 +75,14 @@ def test_import_prints_counts_and_masked_samples_only(
 def test_changed_customers_are_handed_to_the_tag_rules(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.tagging.rules as rules
+    import bot.tagging.engine as engine
 
     calls: list[tuple[set[str], datetime]] = []
 
     def retag_customers(db: Database, ids: set[str], *, settings: Any, now: datetime) -> None:
         calls.append((set(ids), now))
 
-    monkeypatch.setattr(rules, "retag_customers", retag_customers, raising=False)
+    monkeypatch.setattr(engine, "retag_customers", retag_customers)
     path = write_csv(tmp_path / "bank.csv", sample_rows())
     result = invoke(env, str(path))
     assert result.exit_code == 0, result.output
@@ -87,6 +91,21 @@ def test_changed_customers_are_handed_to_the_tag_rules(
     calls.clear()
     assert invoke(env, str(path)).exit_code == 0
     assert calls == []  # nothing changed, nothing to re-tag
+
+
+def test_an_import_leaves_the_changed_customers_tagged(env: dict[str, str], tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "bank.csv", sample_rows())
+    result = invoke(env, str(path))
+    assert result.exit_code == 0, result.output
+    assert "re-tagged 3 changed customer(s)" in result.output
+    db = database(env)
+    with db.session() as s:
+        tags = set(
+            s.scalars(select(CustomerTag.tag).where(CustomerTag.external_userid == "wm_alice"))
+        )
+    db.dispose()
+    # 1,234,567.89 yuan, payroll, 66 years old (the rules' own tests cover the thresholds).
+    assert {"资产50万+", "代发客户", "老年客户"} <= tags
 
 
 def test_too_many_bad_rows_exit_1_and_write_nothing(

@@ -261,3 +261,13 @@ def test_a_structural_error_in_the_parsing_process_writes_nothing(
     with pytest.raises(ImportFileError, match=r"huge.csv: line 4: field larger than"):
         run(imported, path, clock, chunk_size=1, parallel=True)
     assert snapshot(imported) == before
+
+
+def test_reported_errors_mask_a_mobile_in_the_wrong_column(
+    db: Database, clock: FrozenClock, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "bank.csv", [HEADER, row("K1", AUM="13912345678x")])
+    report = run(db, path, clock, max_reject_ratio=1.0)
+    assert report.reject_samples == [(2, "AUM: not an amount: '139****5678x'")]
+    assert report.reject_path is not None
+    assert "13912345678x" in report.reject_path.read_text(encoding="utf-8-sig")  # the input
