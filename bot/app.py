@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.calendar.service import CalendarService
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.dispatch import Registry
@@ -68,6 +69,7 @@ class BotApp:
     sender: Sender
     ticker: Ticker
     templates: Templates
+    calendar: CalendarService
     asgi: Starlette = field(init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -200,8 +202,14 @@ def create_app(
         worker_id=worker,
         outbox=outbox,
     )
+    calendar = CalendarService(settings=settings, db=db, clock=clock, wecom=wecom)
     ticker = Ticker(
-        settings=settings, db=db, clock=clock, wecom=wecom, wake=[processor.notify, outbox.notify]
+        settings=settings,
+        db=db,
+        clock=clock,
+        wecom=wecom,
+        wake=[processor.notify, outbox.notify],
+        calendar=calendar,
     )
     return BotApp(
         settings=settings,
@@ -215,4 +223,5 @@ def create_app(
         sender=sender,
         ticker=ticker,
         templates=templates,
+        calendar=calendar,
     )

@@ -2,27 +2,44 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
+from bot.calendar.content import ContentLibrary
+from bot.calendar.holidays import has_data
+from bot.calendar.lint import lint_content
+from bot.calendar.schedule import Calendar, CalendarError, load_calendar
 from bot.config import ConfigError, Settings, load_config
 from bot.templates import Templates
-from bot.yamlsource import YamlFileError, load_yaml
 
 
-def check_schedules(folder: Path) -> list[str]:
-    """Every calendar file must at least be valid YAML with a mapping at the top."""
-    problems: list[str] = []
-    if not folder.is_dir():
-        return [f"{folder}: schedules folder not found"]
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        try:
-            doc = load_yaml(path)
-        except YamlFileError as exc:
-            problems.append(str(exc))
-            continue
-        if doc.data is not None and not isinstance(doc.data, dict):
-            problems.append(f"{path}:1: top level must be a mapping")
-    return problems
+def check_calendar(settings: Settings) -> tuple[Calendar | None, list[str]]:
+    """The theme calendar (schedules/), validated against the content folder."""
+    try:
+        calendar = load_calendar(
+            settings.schedules_dir(),
+            settings.content_dir(),
+            lateness_minutes=settings.calendar.lateness_minutes,
+        )
+    except CalendarError as exc:
+        return None, list(exc.problems)
+    return calendar, []
+
+
+def check_copy(settings: Settings, calendar: Calendar | None) -> list[str]:
+    """Copy lint over the calendar's posts and every content/calendar template."""
+    return lint_content(ContentLibrary(settings.content_dir()), settings, calendar)
+
+
+def holiday_warnings(today: date) -> list[str]:
+    """Years the holiday data does not cover yet, this year and next: slots then follow plain
+    weekdays, so operators should upgrade chinesecalendar once the State Council publishes."""
+    return [
+        f"holidays: no Chinese holiday data for {year}; weekday slots follow Mon–Fri "
+        "(upgrade chinesecalendar when the year's holidays are published)"
+        for year in (today.year, today.year + 1)
+        if not has_data(year)
+    ]
 
 
 def check_welcome_templates(settings: Settings, templates: Templates) -> list[str]:
@@ -47,5 +64,7 @@ def run_checks(config: str | Path | None) -> tuple[Settings | None, list[str]]:
     templates = Templates(settings.content_dir())
     problems = [str(p) for p in templates.check()]
     problems += check_welcome_templates(settings, templates)
-    problems += check_schedules(settings.schedules_dir())
+    calendar, calendar_problems = check_calendar(settings)
+    problems += calendar_problems
+    problems += check_copy(settings, calendar)
     return settings, problems

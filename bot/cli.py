@@ -72,9 +72,14 @@ def db_upgrade(config: ConfigOption = None, revision: str = "head") -> None:
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate config, calendars and content; exit non-zero listing each problem."""
-    from bot.checks import run_checks
+    from bot.checks import holiday_warnings, run_checks
+    from bot.clock import SystemClock
 
-    _settings_or_none, problems = run_checks(config)
+    settings, problems = run_checks(config)
+    if settings is not None:
+        today = SystemClock(ZoneInfo(settings.timezone)).now().date()
+        for warning in holiday_warnings(today):
+            err.print(f"[yellow]![/yellow] {warning}", highlight=False, soft_wrap=True)
     for problem in problems:
         err.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
     if problems:
@@ -126,7 +131,8 @@ def tick(
         str | None, typer.Option("--at", help="ISO time to run as (default: now)")
     ] = None,
 ) -> None:
-    """Run whatever is due up to TIME (stored callbacks, outbox rows, housekeeping) and exit."""
+    """Run whatever is due up to TIME (stored callbacks, calendar slots, manager notices,
+    reminders, send results, outbox rows, housekeeping) and exit."""
     from bot.app import create_app
     from bot.clock import FrozenClock
 
@@ -144,16 +150,19 @@ def tick(
     bot = create_app(settings, clock=clock)
     _require_migrated(bot.db)
 
-    async def run() -> int:
+    async def run() -> tuple[int, str]:
         try:
             done = await bot.drain()
+            calendar = await bot.calendar.tick(bot.drain)
+            done += await bot.drain()
             await bot.ticker.housekeeping()
-            return done
+            return done, calendar.summary()
         finally:
             await bot.wecom.aclose()
 
-    done = asyncio.run(run())
+    done, calendar = asyncio.run(run())
     console.print(f"tick at {bot.clock.now().isoformat()}: {done} item(s) processed")
+    console.print(calendar, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -207,14 +216,15 @@ def demo(
         sys.exit(130)
 
 
-def _register_tagging() -> None:
+def _register_commands() -> None:
+    from bot.calendar import plan_cli
     from bot.tagging import audience_cli, import_cli, rules_cli, tagsync_cli
 
-    for module in (import_cli, rules_cli, audience_cli, tagsync_cli):
+    for module in (import_cli, rules_cli, audience_cli, tagsync_cli, plan_cli):
         module.register(app)
 
 
-_register_tagging()
+_register_commands()
 
 
 def main() -> None:

@@ -272,6 +272,102 @@ class SegmentsConfig(Section):
     manual: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class ContactWindow(Section):
+    """Hours when some customers or groups may be reached (seniors: not at school-run or
+    cooking time). A customer matching `audience`, or a group in one of `segments`, is only
+    contacted inside `hours` ("HH:MM-HH:MM", local time)."""
+
+    name: str
+    audience: str | None = None
+    segments: list[str] = Field(default_factory=list)
+    hours: list[str] = Field(min_length=1)
+
+    @field_validator("hours")
+    @classmethod
+    def _spans(cls, hours: list[str]) -> list[str]:
+        for span in hours:
+            start, sep, end = span.partition("-")
+            if not sep or not (_is_hhmm(start) and _is_hhmm(end)) or start >= end:
+                raise ValueError(f"{span!r}: write hours as HH:MM-HH:MM, start before end")
+        return hours
+
+
+def _is_hhmm(text: str) -> bool:
+    hh, sep, mm = text.partition(":")
+    return (
+        bool(sep)
+        and len(hh) == 2
+        and len(mm) == 2
+        and hh.isdigit()
+        and mm.isdigit()
+        and int(hh) < 24
+        and int(mm) < 60
+    )
+
+
+class CopyLintConfig(Section):
+    """Copy rules `bot check` applies to calendar content (WeChat folds long posts; bank
+    marketing rules forbid promises)."""
+
+    max_lines: int = Field(7, ge=1)
+    hook_line_chars: int = Field(22, ge=1)
+    product_by_line: int = Field(3, ge=1)
+    text_max_bytes: int = Field(4000, ge=1, le=4000)
+    max_attachments: int = Field(9, ge=0, le=9)
+    forbidden: list[str] = Field(
+        default_factory=lambda: [
+            "保本",
+            "稳赚",
+            "无风险",
+            "零风险",
+            "稳赚不赔",
+            "保收益",
+            "刚性兑付",
+            "100%收益",
+        ]
+    )
+    risk_notice_phrases: list[str] = Field(
+        default_factory=lambda: ["理财非存款", "产品有风险", "投资须谨慎", "投资需谨慎"],
+        min_length=1,
+    )
+
+
+class CalendarConfig(Section):
+    """The weekday theme calendar: caps, windows, lateness, reminders and result pulls."""
+
+    enabled: bool = True
+    # WeCom's receive cap per customer and per group: as many per month as the month has
+    # days (default), or 7 per week, or 1 per day, as the corp admin set it.
+    receive_cap: Literal["month_days", "week_7", "day_1"] = "month_days"
+    lateness_minutes: int = Field(120, ge=0)
+    contact_windows: list[ContactWindow] = Field(
+        default_factory=lambda: [
+            ContactWindow(
+                name="seniors",
+                audience='tag("老年客户")',
+                segments=["银发群"],
+                hours=["09:00-11:00", "14:00-17:00", "20:00-22:00"],
+            )
+        ]
+    )
+    remind_times: list[str] = Field(default_factory=lambda: ["11:00", "15:00", "19:30"])
+    max_reminders_per_day: int = Field(3, ge=0, le=3)
+    results_poll_minutes: int = Field(30, ge=1)
+    results_final_hours: int = Field(72, ge=1)
+    activity_link: str = "https://h5.example.com/h5/activity?week={week}"
+    max_single_recipients: int = Field(10_000, ge=1, le=10_000)
+    max_group_chats: int = Field(2_000, ge=1, le=2_000)
+    lint: CopyLintConfig = CopyLintConfig()
+
+    @field_validator("remind_times")
+    @classmethod
+    def _times(cls, times: list[str]) -> list[str]:
+        for t in times:
+            if not _is_hhmm(t):
+                raise ValueError(f"{t!r}: write times as HH:MM")
+        return times
+
+
 class PathsConfig(Section):
     """Where content templates and calendars live (relative to the config file)."""
 
@@ -298,6 +394,7 @@ class Settings(Section):
     tagging: TaggingConfig = TaggingConfig()
     tag_sync: TagSyncConfig = TagSyncConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    calendar: CalendarConfig = CalendarConfig()
     paths: PathsConfig = PathsConfig()
     base_dir: str = Field(".", exclude=True)
 

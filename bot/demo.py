@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from bot.app import BotApp, create_app
 from bot.clock import FrozenClock, SystemClock
 from bot.config import Settings, build_settings
+from bot.demo_calendar import play_week
 from bot.demo_tagging import play_tagging
 from bot.outbox.kinds import WELCOME_MSG
 from bot.privacy import mask_name
@@ -120,6 +121,7 @@ async def run_demo(
         await play_changes(run, rng=rng)
         print_report(run, console)
         await play_tagging(run, folder, rng=rng, console=console)
+        await play_week(run, rng=rng, console=console)
     finally:
         await deliverer.aclose()
         await bot.wecom.aclose()

@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from bot.calendar.service import CalendarService
 from bot.clock import Clock
 from bot.config import Settings
 from bot.store.db import Database
@@ -28,6 +29,7 @@ from bot.wecom.client import WeComClient
 log = logging.getLogger("bot.scheduler")
 
 WAKE_SECONDS = 15
+CALENDAR_SECONDS = 30
 
 
 def purge_inbox(session: Session, *, before: datetime) -> int:
@@ -51,8 +53,10 @@ class Ticker:
         clock: Clock,
         wecom: WeComClient,
         wake: Sequence[Callable[[], None]],
+        calendar: CalendarService,
     ) -> None:
         self.wecom = wecom
+        self.calendar = calendar
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -102,8 +106,50 @@ class Ticker:
             max_instances=1,
             misfire_grace_time=3600,
         )
+        self._calendar_jobs(scheduler)
         scheduler.start()
         self._scheduler = scheduler
+
+    def _calendar_jobs(self, scheduler: AsyncIOScheduler) -> None:
+        """The calendar's clock. What is due lives in the database (slot runs, outbox rows),
+        so each job only looks: a missed look is made up by the next one (coalesce), and
+        how late a post may still go out is the slot's lateness window, not APScheduler's
+        misfire grace."""
+        calendar = self.settings.calendar
+        if not calendar.enabled:
+            return
+        scheduler.add_job(
+            self.calendar_slots,
+            "interval",
+            seconds=CALENDAR_SECONDS,
+            id="calendar-slots",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=CALENDAR_SECONDS,
+        )
+        # Reminders are only useful near their time: a pass missed by more than 30 min is
+        # dropped (plan_reminders itself skips remind times long past).
+        for index, at in enumerate(calendar.remind_times):
+            hour, minute = (int(part) for part in at.split(":"))
+            scheduler.add_job(
+                self.calendar_reminders,
+                "cron",
+                hour=hour,
+                minute=minute,
+                id=f"calendar-remind-{index}",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=1800,
+            )
+        scheduler.add_job(
+            self.calendar_results,
+            "interval",
+            minutes=calendar.results_poll_minutes,
+            id="calendar-results",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=calendar.results_poll_minutes * 60,
+        )
 
     def stop(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
@@ -146,3 +192,21 @@ class Ticker:
         await asyncio.to_thread(
             recompute_segments, self.db, settings=self.settings, now=self.clock.now()
         )
+
+    async def calendar_slots(self) -> None:
+        """Plan the slots that are due, then tell managers about tasks WeCom accepted."""
+        report = await self.calendar.plan_due()
+        if report is not None and report.outcomes:
+            log.info("calendar: %s", report.summary())
+        notices = await self.calendar.queue_notices()
+        if notices or (report is not None and report.outcomes):
+            self.wake_all()
+
+    async def calendar_reminders(self) -> None:
+        if await self.calendar.queue_reminders():
+            self.wake_all()
+
+    async def calendar_results(self) -> None:
+        report = await self.calendar.pull()
+        if report.checked:
+            log.info("calendar %s", report.summary())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from jinja2 import (
+    BaseLoader,
     Environment,
     FileSystemLoader,
     StrictUndefined,
@@ -35,10 +37,12 @@ class TemplateProblem:
 class Templates:
     """Loads templates from the content folder; `render` fails loudly on a missing variable."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, loader: BaseLoader | None = None) -> None:
+        # `loader` lets a content family preprocess its files (calendar posts strip their
+        # front matter) while sharing these environment settings.
         self.root = root
         self.env = Environment(
-            loader=FileSystemLoader(str(root)),
+            loader=FileSystemLoader(str(root)) if loader is None else loader,
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
@@ -49,14 +53,20 @@ class Templates:
     def render(self, name: str, **data: Any) -> str:
         try:
             return self.env.get_template(name).render(**data).strip()
-        except TemplateNotFound:
-            raise RenderError(f"{self.root / name}: template not found") from None
+        except TemplateNotFound as exc:
+            if exc.name == name:
+                raise RenderError(f"{self.root / name}: template not found") from None
+            where = _template_frame(exc.__traceback__) or str(self.root / name)
+            raise RenderError(f"{where}: template {exc.name!r} not found") from None
         except TemplateSyntaxError as exc:
-            raise RenderError(f"{self.root / name}:{exc.lineno}: {exc.message}") from None
+            path = exc.filename or str(self.root / name)
+            raise RenderError(f"{path}:{exc.lineno}: {exc.message}") from None
         except UndefinedError as exc:
-            raise RenderError(f"{self.root / name}: {exc.message}") from None
+            where = _template_frame(exc.__traceback__) or str(self.root / name)
+            raise RenderError(f"{where}: {exc.message}") from None
         except TemplateError as exc:
-            raise RenderError(f"{self.root / name}: {exc}") from None
+            where = _template_frame(exc.__traceback__) or str(self.root / name)
+            raise RenderError(f"{where}: {exc}") from None
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
@@ -80,3 +90,16 @@ class Templates:
                     TemplateProblem(str(path), exc.lineno, exc.message or "syntax error")
                 )
         return problems
+
+
+def _template_frame(tb: TracebackType | None) -> str | None:
+    """The "file:line" of the innermost template frame (an included template's, if that is where
+    the error arose). Jinja rewrites tracebacks so that template frames carry the template's
+    file and line and a `__jinja_exception__` global; other frames are Python's own."""
+    found: str | None = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if "__jinja_exception__" in frame.f_globals:
+            found = f"{frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bot.calendar.effects import calendar_effects
+from bot.calendar.reminders import remind_effect
 from bot.outbox.effects import Effect, EffectRegistry
 from bot.tagging.tagsync_push import record_mark_tag
 
@@ -78,4 +80,6 @@ def default_effects() -> EffectRegistry:
             on_success=record_mark_tag,
         )
     )
+    for effect in (*calendar_effects(), remind_effect()):
+        registry.register(effect)
     return registry

@@ -170,7 +170,8 @@ class Sender:
         try:
             found = await effect.reconcile(self.client, item)
         except WeComError as exc:
-            await self._reschedule(item, self._backoff(item.attempts), exc, queue.PENDING, True)
+            # Still unknown: the row stays in VERIFY, so the next claim looks again first.
+            await self._reschedule(item, self._backoff(item.attempts), exc, queue.VERIFY, True)
             return True
         if found is not None:
             await self._finish(item, queue.SENT, result=found, effect=effect)

@@ -311,3 +311,57 @@ class PendingCallback:
     change_type: str
     created_at: int
     agent_id: str = ""
+
+
+# get_moment_task_result `status`: the creation job started, is running, is done.
+MOMENT_JOB_STARTED = 1
+MOMENT_JOB_RUNNING = 2
+MOMENT_JOB_DONE = 3
+# Seconds after add_moment_task at which the job reports 2, then 3.
+MOMENT_JOB_RUNNING_AFTER = 1.0
+MOMENT_JOB_DONE_AFTER = 3.0
+
+
+@dataclass
+class AttachmentMedia(Media):
+    """A file from media/upload_attachment (1 moments, 2 product albums)."""
+
+    attachment_type: int = 1
+
+
+@dataclass
+class MomentJob:
+    """The asynchronous creation job behind one add_moment_task call.
+
+    The outcome is settled when the call is made and shown once the job reports done:
+    `moment_id` (None when the job failed with `errcode`), and the senders and tags WeCom
+    refused.
+    """
+
+    jobid: str
+    created_at: float
+    errcode: int = 0
+    moment_id: str | None = None
+    invalid_users: list[str] = field(default_factory=list)
+    invalid_departments: list[int] = field(default_factory=list)
+    invalid_tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Moment:
+    """A corp moment (企业发表): who is asked to publish it and to which customers' tags.
+
+    `tag_ids` empty means every customer of the senders sees it. `published` maps each
+    member who confirmed it in the client to when they did.
+    """
+
+    moment_id: str
+    jobid: str
+    create_time: int
+    text: str
+    attachments: list[dict[str, Any]]
+    senders: list[str]
+    tag_ids: list[str]
+    create_type: int = 0
+    cancelled: bool = False
+    published: dict[str, int] = field(default_factory=dict)

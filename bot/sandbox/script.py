@@ -393,5 +393,12 @@ class Script:
         world.enqueue_callback(xml, event="template_card_event")
         return code.code
 
+    # -- customer moments ---------------------------------------------------------------
+
+    def member_publishes_moment(self, moment_id: str, userid: str) -> int:
+        """The member confirms a corp moment in the client (no callback follows);
+        returns when it was published."""
+        return self.world.publish_moment(moment_id, userid)
+
 
 __all__ = ["AddResult", "NewCustomer", "Script"]

@@ -19,11 +19,17 @@ from bot.sandbox.faults import FaultInjector
 from bot.sandbox.limits import Limits, MemberMessageCap, PathQuota
 from bot.sandbox.models import (
     ADD_WAY_QR,
+    MOMENT_JOB_DONE,
+    MOMENT_JOB_DONE_AFTER,
+    MOMENT_JOB_RUNNING,
+    MOMENT_JOB_RUNNING_AFTER,
+    MOMENT_JOB_STARTED,
     SEND_CAPPED,
     SEND_NOT_FRIEND,
     SEND_OK,
     TASK_SENT,
     AppMessage,
+    AttachmentMedia,
     Breach,
     CallRecord,
     Card,
@@ -35,6 +41,8 @@ from bot.sandbox.models import (
     MassTask,
     Media,
     Member,
+    Moment,
+    MomentJob,
     PendingCallback,
     Recipient,
     ResponseCode,
@@ -113,6 +121,11 @@ class SandboxWorld:
         # (userid, message digest) -> when it was last delivered, for enable_duplicate_check.
         self.recent_messages: dict[tuple[str, str], float] = {}
         self._seq = 0
+        # Customer moments: creation jobs by jobid, moments by moment_id, and the files
+        # from media/upload_attachment (a separate store from media/upload's).
+        self.moment_jobs: dict[str, MomentJob] = {}
+        self.moments: dict[str, Moment] = {}
+        self.attachment_media: dict[str, AttachmentMedia] = {}
 
     # -- time and ids -------------------------------------------------------------------
 
@@ -499,3 +512,43 @@ class SandboxWorld:
 
     def _at(self, at: int | None) -> int:
         return self.now() if at is None else at
+
+    # -- customer moments ---------------------------------------------------------------
+
+    def moment_job_status(self, job: MomentJob) -> int:
+        """1 started, 2 running, 3 done: the job finishes a few seconds after the call."""
+        elapsed = self.clock.timestamp() - job.created_at
+        if elapsed >= MOMENT_JOB_DONE_AFTER:
+            return MOMENT_JOB_DONE
+        return MOMENT_JOB_RUNNING if elapsed >= MOMENT_JOB_RUNNING_AFTER else MOMENT_JOB_STARTED
+
+    def live_moment(self, moment_id: str) -> Moment | None:
+        """A moment whose creation job is done (until then nobody knows its id)."""
+        moment = self.moments.get(moment_id)
+        if moment is None:
+            return None
+        job = self.moment_jobs.get(moment.jobid)
+        if job is not None and self.moment_job_status(job) != MOMENT_JOB_DONE:
+            return None
+        return moment
+
+    def attachment_ok(self, media_id: object, media_type: str) -> bool:
+        """Whether `media_id` is an unexpired moments attachment of `media_type`."""
+        media = self.attachment_media.get(media_id) if isinstance(media_id, str) else None
+        return (
+            media is not None
+            and media.type == media_type
+            and media.attachment_type == 1
+            and self.now() < media.created_at + self.limits.media_ttl
+        )
+
+    def publish_moment(self, moment_id: str, userid: str) -> int:
+        """A member confirms a corp moment in the client; returns when it was published."""
+        moment = self.live_moment(moment_id)
+        if moment is None:
+            raise ValueError(f"no moment {moment_id} (or its job is not done yet)")
+        if moment.cancelled:
+            raise ValueError(f"moment {moment_id} was cancelled")
+        if userid not in moment.senders:
+            raise ValueError(f"moment {moment_id} was not assigned to {userid}")
+        return moment.published.setdefault(userid, self.now())

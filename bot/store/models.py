@@ -390,3 +390,86 @@ class PushedTag(Base):
     external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
     wecom_tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     pushed_at: Mapped[datetime]
+
+
+class SlotRun(Base):
+    """One calendar slot on one day (and, for customers deferred to a later contact window,
+    one part of it): planned once, unique by (slot_id, day, part), so a restart or a second
+    instance never plans it twice."""
+
+    __tablename__ = "slot_runs"
+    __table_args__ = (UniqueConstraint("slot_id", "day", "part"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    slot_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    part: Mapped[str] = mapped_column(String(32), default="main")
+    channel: Mapped[str] = mapped_column(String(16))
+    theme: Mapped[str] = mapped_column(String(128))
+    template: Mapped[str] = mapped_column(String(255))
+    fire_at: Mapped[datetime]
+    # pending (a deferred part waiting for its window) → planned | expired | skipped
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    planned_at: Mapped[datetime | None]
+    # Audience size, targets, tasks and the drops per reason, as `bot plan` shows them.
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None]
+
+
+class SlotTarget(Base):
+    """A customer or group a slot run reaches (or defers): what "already sent this slot"
+    and the per-slot results are counted from."""
+
+    __tablename__ = "slot_targets"
+    __table_args__ = (Index("ix_slot_targets_task_key", "task_key"),)
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("slot_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target_kind: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str | None] = mapped_column(String(64))
+    task_key: Mapped[str | None] = mapped_column(String(191))
+    # queued | deferred | delivered | not_friend | already_received | unsent | failed
+    status: Mapped[str] = mapped_column(String(16))
+    # The receive-cap period this target was counted in (given back if it never arrives).
+    period: Mapped[str | None] = mapped_column(String(16))
+
+
+class MassTask(Base):
+    """A WeCom mass-send (or moments) task the bot created, with its confirmation,
+    reminders and pulled results."""
+
+    __tablename__ = "mass_tasks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("slot_runs.id", ondelete="CASCADE"), index=True)
+    outbox_key: Mapped[str] = mapped_column(String(191), unique=True)
+    chat_type: Mapped[str] = mapped_column(String(8))  # single | group | moment
+    sender: Mapped[str | None] = mapped_column(String(64), index=True)
+    msgid: Mapped[str | None] = mapped_column(String(128), unique=True)
+    targets: Mapped[int] = mapped_column(Integer, default=0)
+    # created → confirmed (the member sent it) → final (results pulled for good) | cancelled
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    reminded_at: Mapped[list[str]] = mapped_column(JSON, default=list)
+    results_at: Mapped[datetime | None]
+    final_at: Mapped[datetime | None]
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    not_friend: Mapped[int] = mapped_column(Integer, default=0)
+    already_received: Mapped[int] = mapped_column(Integer, default=0)
+    unsent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReceiveCount(Base):
+    """Mass-sends counted against a customer's or group's receive cap in one period
+    (a month, ISO week or day, as the corp's cap is set)."""
+
+    __tablename__ = "receive_counts"
+
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target_kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -42,6 +42,7 @@ from bot.wecom.groupmsg import GroupMsgAPI
 from bot.wecom.media import MediaAPI
 from bot.wecom.message import MessageAPI
 from bot.wecom.models import AccessToken
+from bot.wecom.moment import MomentAPI
 from bot.wecom.ratelimit import MemoryRateLimiter, RateLimiter
 from bot.wecom.resource import describe
 from bot.wecom.tags import TagsAPI
@@ -200,7 +201,7 @@ class _Core:
 
 class WeComClient:
     """Async WeCom client: resources under `externalcontact`, `tags`, `groupchat`,
-    `groupmsg`, `message` and `media`; `call` for anything not wrapped yet."""
+    `groupmsg`, `moment`, `message` and `media`; `call` for anything not wrapped yet."""
 
     def __init__(
         self,
@@ -226,6 +227,7 @@ class WeComClient:
         self.tags = TagsAPI(self)
         self.groupchat = GroupChatAPI(self)
         self.groupmsg = GroupMsgAPI(self)
+        self.moment = MomentAPI(self)
         self.message = MessageAPI(self)
         self.media = MediaAPI(self)
 
@@ -249,6 +251,11 @@ class WeComClient:
     @property
     def config(self) -> WeComConfig:
         return self._core.config
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this client (and every view of it) runs on."""
+        return self._core.clock
 
     @property
     def stats(self) -> ClientStats:

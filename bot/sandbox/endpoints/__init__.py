@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.sandbox.endpoints import contacts, groups, masssend, media, messages, tags
+from bot.sandbox.endpoints import contacts, groups, masssend, media, messages, moments, tags
 from bot.sandbox.endpoints.base import Endpoint, token_endpoint
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -13,6 +13,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     **masssend.ENDPOINTS,
     **messages.ENDPOINTS,
     **media.ENDPOINTS,
+    **moments.ENDPOINTS,
 }
 
 __all__ = ["ENDPOINTS", "Endpoint"]

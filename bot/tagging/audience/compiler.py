@@ -121,6 +121,25 @@ def audience_count(tree: Expr, ctx: Context, *, source: str = "") -> Select[int]
     return select(func.count()).select_from(audience_ids(tree, ctx, source=source).subquery())
 
 
+def opted_out_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
+    """SELECT external_userid of the followed customers the expression selects but opt-out
+    excludes: what a planner reports as dropped for opting out. Driven by the few opted-out
+    customers (partial index), each tested against the expression."""
+    _require_now(tree, ctx, source)
+    plan = _plan(tree, ctx)
+    rows = customers.alias("o")
+    column = rows.c.external_userid
+    is_followed = (
+        select(relations.c.external_userid)
+        .where(relations.c.external_userid == column, relations.c.status == ACTIVE)
+        .correlate(rows)
+        .exists()
+    )
+    return select(column.label("external_userid")).where(
+        rows.c.opted_out == true(), is_followed, plan.contains(rows, column)
+    )
+
+
 def reachable(outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
     """Someone can reach the customer (an active follow relation) and they have not opted
     out: an index probe per audience member on (external_userid, status), and a lookup in

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot.privacy import hash_id, mask_name
 from bot.store.db import Database
 from bot.tagging.audience.check import check
-from bot.tagging.audience.compiler import audience_count, audience_ids
+from bot.tagging.audience.compiler import audience_count, audience_ids, opted_out_ids
 from bot.tagging.audience.nodes import Expr
 from bot.tagging.audience.parser import parse_syntax
 from bot.tagging.audience.sqlparts import ACTIVE, customers, profiles, relations
@@ -73,6 +73,12 @@ def ids_query(expr: str | Expression, *, now: datetime | None = None) -> Select[
     """The audience as a SELECT of external_userid, for embedding in other queries."""
     parsed = _expression(expr)
     return audience_ids(parsed.tree, Context(now), source=parsed.source)
+
+
+def opted_out_query(expr: str | Expression, *, now: datetime | None = None) -> Select[str]:
+    """The followed customers the expression selects but who opted out (never reached)."""
+    parsed = _expression(expr)
+    return opted_out_ids(parsed.tree, Context(now), source=parsed.source)
 
 
 def count(db: Database, expr: str | Expression, *, now: datetime | None = None) -> int:

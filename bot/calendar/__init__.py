@@ -1,0 +1,1 @@
+"""The weekday theme calendar: schedules, holidays, occurrences and group expressions."""

@@ -1,0 +1,89 @@
+"""The receive cap: how many mass-sends a customer or group may get per month (or week, or
+day), counted locally because WeCom only reports a breach after the fact (send status 3).
+
+Counts are taken when a task is planned, so two slots the same day cannot both spend the
+last unit; a target whose send never arrives (not confirmed, not a friend, capped by WeCom)
+is given back when the results are final.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Literal
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.store.models import Base, ReceiveCount
+
+CapMode = Literal["month_days", "week_7", "day_1"]
+CUSTOMER = "customer"
+GROUP = "group"
+
+COUNTS: Table = Base.metadata.tables["receive_counts"]
+
+
+def period_of(day: date, mode: CapMode) -> str:
+    """The cap period a day falls in: 2026-11, 2026-W48 or 2026-11-23."""
+    if mode == "month_days":
+        return f"{day.year:04d}-{day.month:02d}"
+    if mode == "week_7":
+        year, week, _ = day.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    return day.isoformat()
+
+
+def cap_of(day: date, mode: CapMode) -> int:
+    """Sends allowed per period: the month's days, 7 a week, or 1 a day."""
+    if mode == "month_days":
+        return calendar.monthrange(day.year, day.month)[1]
+    return 7 if mode == "week_7" else 1
+
+
+def at_cap(session: Session, kind: str, period: str, cap: int) -> set[str]:
+    """Targets that have used up the period's cap."""
+    rows = session.execute(
+        select(ReceiveCount.target_id).where(
+            ReceiveCount.period == period,
+            ReceiveCount.target_kind == kind,
+            ReceiveCount.count >= cap,
+        )
+    )
+    return set(rows.scalars())
+
+
+def count_sends(session: Session, kind: str, period: str, target_ids: Sequence[str]) -> None:
+    """Add one send to each target's count for the period."""
+    if not target_ids:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(COUNTS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[COUNTS.c.period, COUNTS.c.target_kind, COUNTS.c.target_id],
+        set_={"count": COUNTS.c.count + 1},
+    )
+    rows = [{"period": period, "target_kind": kind, "target_id": t, "count": 1} for t in target_ids]
+    session.execute(stmt, rows)
+
+
+def give_back(session: Session, kind: str, counted: Iterable[tuple[str, str]]) -> int:
+    """Return one unit per (period, target_id) whose send never arrived."""
+    rows = [{"b_period": p, "b_target": t} for p, t in counted]
+    if not rows:
+        return 0
+    session.execute(
+        update(COUNTS)
+        .where(
+            COUNTS.c.period == bindparam("b_period"),
+            COUNTS.c.target_kind == kind,
+            COUNTS.c.target_id == bindparam("b_target"),
+            COUNTS.c.count > 0,
+        )
+        .values(count=COUNTS.c.count - 1),
+        rows,
+    )
+    return len(rows)

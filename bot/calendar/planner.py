@@ -1,0 +1,637 @@
+"""Planning one calendar slot: from an occurrence to the mass-send tasks it asks managers
+to confirm.
+
+`compute_plan` only reads: it resolves the audience (customers, or groups for the group
+channel), drops whoever is opted out, already reached by this slot today, at the receive
+cap or outside their contact window (deferred to a later window the same day, or skipped,
+as the slot says), picks each target's sender (the group owner; for a customer, the manager
+who added them last) and renders the copy once per sender, or once per target when the
+template names the group or the customer. `bot plan` shows that result as it is.
+
+`commit_plan` writes it in one transaction: the slot run (unique per slot, day and part: a
+second instance or a re-run finds it and writes nothing), its targets, the receive-cap
+counts and one outbox row per task. WeCom is called later, by the outbox sender.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.calendar import caps
+from bot.calendar.content import ContentLibrary, base_variables
+from bot.calendar.group_audience import group_ids_query, parse_groups
+from bot.calendar.occurrences import Occurrence
+from bot.calendar.records import MASS_TASK, MOMENT_TASK
+from bot.calendar.windows import Span, inside, next_opening, parse_spans
+from bot.config import Settings
+from bot.outbox.queue import enqueue
+from bot.privacy import mask_name
+from bot.store.db import Database
+from bot.store.models import (
+    Base,
+    CorpTag,
+    Customer,
+    CustomerTag,
+    FollowRelation,
+    Group,
+    GroupSegment,
+    Member,
+    RuleTagMapping,
+    SlotRun,
+    SlotTarget,
+)
+from bot.tagging.audience.service import ids_query, opted_out_query, run_query
+from bot.tagging.bulk import insert_rows, update_rows
+from bot.templates import RenderError
+
+MAIN = "main"
+PLANNED = "planned"
+PENDING = "pending"
+EXPIRED = "expired"
+FAILED = "failed"
+QUEUED = "queued"
+DEFERRED = "deferred"
+
+# Why a target was not sent to, in the order they are applied.
+DROP_REASONS = ("opted_out", "no_owner", "already", "capped", "window", "unreachable")
+
+TARGETS = Base.metadata.tables["slot_targets"]
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task for one sender: the targets and the rendered text."""
+
+    sender: str
+    targets: tuple[str, ...]
+    text: str
+
+
+@dataclass
+class SlotPlan:
+    """What a slot would do at `at` (nothing is written until `commit_plan`)."""
+
+    occurrence: Occurrence
+    part: str
+    at: datetime
+    target_kind: str  # customer | group | moment
+    matched: int = 0
+    tasks: list[TaskPlan] = field(default_factory=list)
+    deferred: dict[datetime, dict[str, str]] = field(default_factory=dict)
+    dropped: Counter[str] = field(default_factory=Counter)
+    moment_tags: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def reached(self) -> int:
+        return sum(len(t.targets) for t in self.tasks)
+
+    def per_sender(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for task in self.tasks:
+            counts[task.sender] += len(task.targets)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "kind": self.target_kind,
+            "matched": self.matched,
+            "reached": self.reached,
+            "tasks": len(self.tasks),
+            "senders": len({t.sender for t in self.tasks}),
+            "deferred": {at.strftime("%H:%M"): len(t) for at, t in sorted(self.deferred.items())},
+            "dropped": {reason: self.dropped[reason] for reason in DROP_REASONS},
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Candidates in audience order, each with its sender, before the drops."""
+
+    senders: dict[str, str]
+    matched: int
+    dropped: Counter[str]
+
+
+def part_name(opening: datetime) -> str:
+    return f"window-{opening:%H%M}"
+
+
+# -- computing --------------------------------------------------------------------------------
+
+
+def compute_plan(
+    db: Database,
+    occ: Occurrence,
+    *,
+    settings: Settings,
+    content: ContentLibrary,
+    at: datetime | None = None,
+    part: str = MAIN,
+    run_id: int | None = None,
+) -> SlotPlan:
+    """The plan of one occurrence (or of one of its deferred parts, given its run id)."""
+    at = at or occ.fire_at
+    kind = {"single": caps.CUSTOMER, "group": caps.GROUP}.get(occ.channel, "moment")
+    plan = SlotPlan(occurrence=occ, part=part, at=at, target_kind=kind)
+    try:
+        if occ.channel == "moments":
+            return _moment_plan(db, plan, settings=settings, content=content)
+        if run_id is None:
+            targets = _fresh_targets(db, occ, kind)
+        else:
+            targets = _deferred_targets(db, run_id, kind)
+        plan.matched = targets.matched
+        plan.dropped.update(targets.dropped)
+        senders = _apply_drops(db, plan, targets.senders, settings=settings, run_id=run_id)
+        plan.tasks = _render_tasks(db, plan, senders, settings=settings, content=content)
+    except RenderError as exc:
+        plan.error = str(exc)
+        plan.tasks = []
+        plan.deferred = {}
+    return plan
+
+
+def _fresh_targets(db: Database, occ: Occurrence, kind: str) -> Targets:
+    if kind == caps.CUSTOMER:
+        return _customer_targets(db, occ)
+    return _group_targets(db, occ)
+
+
+def _customer_targets(db: Database, occ: Occurrence) -> Targets:
+    """The audience with, per customer, the manager who added them last (WeCom gives a
+    1:1 task to the member who last dealt with the customer; the latest add is the best
+    local guess, and the task names that sender)."""
+    source = occ.audience or "true"
+    audience = ids_query(source, now=occ.fire_at).subquery()
+    pairs = (
+        select(FollowRelation.external_userid, FollowRelation.userid)
+        .where(
+            FollowRelation.status == "active",
+            FollowRelation.external_userid.in_(select(audience.c.external_userid)),
+        )
+        .order_by(FollowRelation.external_userid, FollowRelation.added_at, FollowRelation.userid)
+    )
+    opted = select(opted_out_query(source, now=occ.fire_at).subquery().c.external_userid)
+
+    def read(session: Session) -> tuple[dict[str, str], int]:
+        senders: dict[str, str] = {}
+        for external_userid, userid in session.execute(pairs):
+            senders[external_userid] = userid  # ordered by added_at: the last one wins
+        return senders, len(session.execute(opted).all())
+
+    senders, opted_out = run_query(db, read)
+    return Targets(senders, len(senders) + opted_out, Counter(opted_out=opted_out))
+
+
+def _group_targets(db: Database, occ: Occurrence) -> Targets:
+    expr = parse_groups(occ.groups) if occ.groups else None
+    query = group_ids_query(expr)
+    rows = db.call(lambda s: s.execute(query).all())
+    senders = {str(chat_id): str(owner) for chat_id, owner in rows if owner}
+    return Targets(senders, len(rows), Counter(no_owner=len(rows) - len(senders)))
+
+
+def _deferred_targets(db: Database, run_id: int, kind: str) -> Targets:
+    """A deferred part's targets, re-checked now: still followed (customers) or still
+    active under the same owner (groups), and not opted out since."""
+
+    def read(session: Session) -> Targets:
+        rows = session.execute(
+            select(SlotTarget.target_id, SlotTarget.sender).where(
+                SlotTarget.run_id == run_id, SlotTarget.status == DEFERRED
+            )
+        ).all()
+        wanted = {str(t): str(s) for t, s in rows}
+        live: set[tuple[str, str]]
+        if kind == caps.CUSTOMER:
+            live = {
+                (str(eid), str(userid))
+                for eid, userid in session.execute(
+                    select(FollowRelation.external_userid, FollowRelation.userid)
+                    .join(Customer, Customer.external_userid == FollowRelation.external_userid)
+                    .where(
+                        FollowRelation.status == "active",
+                        FollowRelation.external_userid.in_(list(wanted)),
+                        Customer.opted_out.is_(False),
+                    )
+                )
+            }
+        else:
+            live = {
+                (str(chat_id), str(owner))
+                for chat_id, owner in session.execute(
+                    select(Group.chat_id, Group.owner).where(
+                        Group.status == "active", Group.chat_id.in_(list(wanted))
+                    )
+                )
+            }
+        kept = {t: s for t, s in wanted.items() if (t, s) in live}
+        return Targets(kept, len(wanted), Counter(unreachable=len(wanted) - len(kept)))
+
+    return db.call(read)
+
+
+def _apply_drops(
+    db: Database,
+    plan: SlotPlan,
+    senders: dict[str, str],
+    *,
+    settings: Settings,
+    run_id: int | None,
+) -> dict[str, str]:
+    occ = plan.occurrence
+    kind = plan.target_kind
+    mode = settings.calendar.receive_cap
+    period = caps.period_of(occ.day, mode)
+    cap = caps.cap_of(occ.day, mode)
+
+    def read(session: Session) -> tuple[set[str], set[str]]:
+        already = _already(session, occ, exclude_run=run_id)
+        return already, caps.at_cap(session, kind, period, cap)
+
+    already, capped = db.call(read)
+    kept: dict[str, str] = {}
+    for target, sender in senders.items():
+        if target in already:
+            plan.dropped["already"] += 1
+        elif target in capped:
+            plan.dropped["capped"] += 1
+        else:
+            kept[target] = sender
+    return _apply_windows(db, plan, kept, settings=settings)
+
+
+def _already(session: Session, occ: Occurrence, *, exclude_run: int | None) -> set[str]:
+    """Targets this slot already reached, queued or deferred today (any part)."""
+    query = (
+        select(SlotTarget.target_id)
+        .join(SlotRun, SlotRun.id == SlotTarget.run_id)
+        .where(SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day)
+    )
+    if exclude_run is not None:
+        query = query.where(SlotRun.id != exclude_run)
+    return set(session.execute(query).scalars())
+
+
+def _apply_windows(
+    db: Database, plan: SlotPlan, senders: dict[str, str], *, settings: Settings
+) -> dict[str, str]:
+    """Keep targets inside their window now; defer or skip the others."""
+    for window in settings.calendar.contact_windows:
+        spans = parse_spans(window.hours)
+        if inside(spans, plan.at) or not senders:
+            continue
+        bound = _window_members(db, plan, window.audience, window.segments)
+        outside = [t for t in senders if t in bound]
+        if not outside:
+            continue
+        opening = next_opening(spans, plan.at) if plan.occurrence.window_policy == "defer" else None
+        _move_out(plan, senders, outside, opening, spans)
+    return senders
+
+
+def _window_members(
+    db: Database, plan: SlotPlan, audience: str | None, segments: Sequence[str]
+) -> set[str]:
+    if plan.target_kind == caps.CUSTOMER:
+        if not audience:
+            return set()
+        query = ids_query(audience, now=plan.at)
+        return set(run_query(db, lambda s: list(s.execute(query).scalars())))
+    if not segments:
+        return set()
+    rows = select(GroupSegment.chat_id).where(GroupSegment.segment.in_(list(segments)))
+    return set(db.call(lambda s: list(s.execute(rows).scalars())))
+
+
+def _move_out(
+    plan: SlotPlan,
+    senders: dict[str, str],
+    outside: Iterable[str],
+    opening: datetime | None,
+    spans: Sequence[Span],
+) -> None:
+    for target in outside:
+        sender = senders.pop(target)
+        if opening is None:
+            plan.dropped["window"] += 1
+        else:
+            plan.deferred.setdefault(opening, {})[target] = sender
+
+
+def _render_tasks(
+    db: Database,
+    plan: SlotPlan,
+    senders: dict[str, str],
+    *,
+    settings: Settings,
+    content: ContentLibrary,
+) -> list[TaskPlan]:
+    occ = plan.occurrence
+    if not senders:
+        return []
+    names = _member_names(db, set(senders.values()))
+    per_target = content.per_target(occ.template)
+    target_names = _target_names(db, plan.target_kind, list(senders)) if per_target else {}
+    limit = (
+        settings.calendar.max_single_recipients
+        if plan.target_kind == caps.CUSTOMER
+        else settings.calendar.max_group_chats
+    )
+    by_text: dict[tuple[str, str], list[str]] = defaultdict(list)
+    rendered: dict[str, str] = {}
+    for target, sender in senders.items():
+        if per_target:
+            variables = _variables(settings, occ, names.get(sender, sender))
+            key = "customer_name" if plan.target_kind == caps.CUSTOMER else "group_name"
+            variables[key] = target_names.get(target, "")
+            text = content.render(occ.template, variables)
+        else:
+            if sender not in rendered:
+                variables = _variables(settings, occ, names.get(sender, sender))
+                rendered[sender] = content.render(occ.template, variables)
+            text = rendered[sender]
+        by_text[(sender, text)].append(target)
+    tasks: list[TaskPlan] = []
+    for (sender, text), targets in sorted(by_text.items(), key=lambda kv: kv[0][0]):
+        for start in range(0, len(targets), limit):
+            tasks.append(TaskPlan(sender, tuple(targets[start : start + limit]), text))
+    return tasks
+
+
+def _variables(settings: Settings, occ: Occurrence, manager: str) -> dict[str, Any]:
+    return dict(base_variables(settings, theme=occ.theme, day=occ.day, manager_name=manager))
+
+
+def _member_names(db: Database, userids: set[str]) -> dict[str, str]:
+    query = select(Member.userid, Member.name).where(Member.userid.in_(sorted(userids)))
+    return {u: n or u for u, n in db.call(lambda s: s.execute(query).all())}
+
+
+def _target_names(db: Database, kind: str, targets: list[str]) -> dict[str, str]:
+    def read(session: Session) -> dict[str, str]:
+        out: dict[str, str] = {}
+        step = 5000
+        for start in range(0, len(targets), step):
+            chunk = targets[start : start + step]
+            if kind == caps.CUSTOMER:
+                rows = session.execute(
+                    select(Customer.external_userid, Customer.name).where(
+                        Customer.external_userid.in_(chunk)
+                    )
+                )
+                out.update({t: mask_name(n) for t, n in rows})
+            else:
+                rows = session.execute(
+                    select(Group.chat_id, Group.name).where(Group.chat_id.in_(chunk))
+                )
+                out.update({t: n or "" for t, n in rows})
+        return out
+
+    return db.call(read)
+
+
+def _moment_plan(
+    db: Database, plan: SlotPlan, *, settings: Settings, content: ContentLibrary
+) -> SlotPlan:
+    """Moments are shown to customers carrying the slot's tags, posted by the managers who
+    have such customers; they do not count against the mass-send receive cap."""
+    occ = plan.occurrence
+    tags = list(occ.tags)
+
+    def read(session: Session) -> tuple[dict[str, str], list[str], int]:
+        mapped = {
+            tag: str(tag_id)
+            for tag, tag_id in session.execute(
+                select(RuleTagMapping.tag, RuleTagMapping.wecom_tag_id).where(
+                    RuleTagMapping.tag.in_(tags), RuleTagMapping.wecom_tag_id.is_not(None)
+                )
+            )
+        }
+        for name, tag_id in session.execute(
+            select(CorpTag.name, CorpTag.tag_id).where(
+                CorpTag.name.in_(tags), CorpTag.deleted.is_(False)
+            )
+        ):
+            mapped.setdefault(name, tag_id)
+        holders = (
+            select(FollowRelation.userid, CustomerTag.external_userid)
+            .join(CustomerTag, CustomerTag.external_userid == FollowRelation.external_userid)
+            .where(FollowRelation.status == "active", CustomerTag.tag.in_(tags))
+        )
+        senders: set[str] = set()
+        customers: set[str] = set()
+        for userid, external_userid in session.execute(holders):
+            senders.add(userid)
+            customers.add(external_userid)
+        return mapped, sorted(senders), len(customers)
+
+    mapped, senders, matched = db.call(read)
+    plan.matched = matched
+    missing = [t for t in tags if t not in mapped]
+    if missing:
+        plan.error = f"{occ.source}: tags not in WeCom yet (run `bot tag-sync`): " + ", ".join(
+            missing
+        )
+        return plan
+    plan.moment_tags = tuple(str(mapped[t]) for t in tags)
+    if senders:
+        text = content.render(occ.template, _variables(settings, occ, settings.branch_name))
+        plan.tasks = [TaskPlan(",".join(senders), tuple(senders), text)]
+    return plan
+
+
+# -- committing -------------------------------------------------------------------------------
+
+
+def commit_plan(db: Database, plan: SlotPlan, *, settings: Settings, now: datetime) -> int | None:
+    """Write the plan; the run's id, or None when this slot part was planned already."""
+    return db.call(lambda s: commit_plan_session(s, plan, settings=settings, now=now))
+
+
+def commit_plan_session(
+    session: Session, plan: SlotPlan, *, settings: Settings, now: datetime
+) -> int | None:
+    occ = plan.occurrence
+    status = FAILED if plan.error else PLANNED
+    run_id = _claim_run(session, plan, status=status, now=now)
+    if run_id is None or plan.error:
+        return run_id
+    mode = settings.calendar.receive_cap
+    period = caps.period_of(occ.day, mode)
+    expires = plan.at + occ.lateness
+    queued: list[dict[str, Any]] = []
+    for index, task in enumerate(plan.tasks):
+        key = f"cal:{run_id}:{index}:{task.sender}"[:191]
+        payload = _payload(plan, task, key=key, run_id=run_id)
+        enqueue(
+            session,
+            key=key,
+            kind=MOMENT_TASK if plan.target_kind == "moment" else MASS_TASK,
+            payload=payload,
+            now=now,
+            expires_at=expires,
+        )
+        if plan.target_kind != "moment":
+            queued.extend(
+                {"target_id": t, "sender": task.sender, "task_key": key, "period": period}
+                for t in task.targets
+            )
+    _write_targets(session, plan, run_id, queued)
+    if queued:
+        caps.count_sends(session, plan.target_kind, period, [row["target_id"] for row in queued])
+    for opening, targets in plan.deferred.items():
+        _defer(session, plan, opening, targets)
+    return run_id
+
+
+def _claim_run(session: Session, plan: SlotPlan, *, status: str, now: datetime) -> int | None:
+    occ = plan.occurrence
+    if plan.part != MAIN:
+        # A deferred part exists already (pending); planning it is taking it over.
+        res = session.execute(
+            update(SlotRun)
+            .where(
+                SlotRun.slot_id == occ.slot_id,
+                SlotRun.day == occ.day,
+                SlotRun.part == plan.part,
+                SlotRun.status == PENDING,
+            )
+            .values(status=status, planned_at=now, stats=plan.stats(), note=plan.error)
+            .returning(SlotRun.id)
+        )
+        found = res.scalar_one_or_none()
+        return int(found) if found is not None else None
+    values = {
+        "slot_id": occ.slot_id,
+        "day": occ.day,
+        "part": MAIN,
+        "channel": occ.channel,
+        "theme": occ.theme,
+        "template": occ.template,
+        "fire_at": occ.fire_at,
+        "status": status,
+        "planned_at": now,
+        "stats": plan.stats(),
+        "note": plan.error or occ.note,
+    }
+    return insert_run(session, values)
+
+
+def insert_run(session: Session, values: dict[str, Any]) -> int | None:
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(SlotRun)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["slot_id", "day", "part"])
+        .returning(SlotRun.id)
+    )
+    found = session.execute(stmt).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def _payload(plan: SlotPlan, task: TaskPlan, *, key: str, run_id: int) -> dict[str, Any]:
+    occ = plan.occurrence
+    attachments = [a.to_wecom() for a in occ.attachments]
+    if plan.target_kind == "moment":
+        return {
+            "key": key,
+            "run_id": run_id,
+            "chat_type": "moment",
+            "senders": list(task.targets),
+            "tag_ids": list(plan.moment_tags),
+            "text": task.text,
+            "attachments": attachments,
+        }
+    payload: dict[str, Any] = {
+        "key": key,
+        "run_id": run_id,
+        "chat_type": "single" if plan.target_kind == caps.CUSTOMER else "group",
+        "sender": task.sender,
+        "text": task.text,
+        "attachments": attachments,
+    }
+    field_name = "external_userid" if plan.target_kind == caps.CUSTOMER else "chat_id_list"
+    payload[field_name] = list(task.targets)
+    return payload
+
+
+def _write_targets(
+    session: Session, plan: SlotPlan, run_id: int, queued: list[dict[str, Any]]
+) -> None:
+    if plan.part == MAIN:
+        rows = [
+            {"run_id": run_id, "target_kind": plan.target_kind, "status": QUEUED, **row}
+            for row in queued
+        ]
+        insert_rows(session, TARGETS, rows)
+        return
+    # A deferred part's rows exist: queue the kept ones, and say why the others were not.
+    kept = {row["target_id"] for row in queued}
+    update_rows(
+        session,
+        TARGETS,
+        ["run_id", "target_id"],
+        [
+            {
+                "run_id": run_id,
+                "target_id": row["target_id"],
+                "status": QUEUED,
+                "task_key": row["task_key"],
+                "period": row["period"],
+            }
+            for row in queued
+        ],
+    )
+    session.execute(
+        update(SlotTarget)
+        .where(
+            SlotTarget.run_id == run_id,
+            SlotTarget.status == DEFERRED,
+            SlotTarget.target_id.not_in(kept) if kept else SlotTarget.run_id == run_id,
+        )
+        .values(status="dropped")
+    )
+
+
+def _defer(session: Session, plan: SlotPlan, opening: datetime, targets: dict[str, str]) -> None:
+    occ = plan.occurrence
+    values = {
+        "slot_id": occ.slot_id,
+        "day": occ.day,
+        "part": part_name(opening),
+        "channel": occ.channel,
+        "theme": occ.theme,
+        "template": occ.template,
+        "fire_at": opening,
+        "status": PENDING,
+        "planned_at": None,
+        "stats": {"deferred_from": plan.at.strftime("%H:%M"), "targets": len(targets)},
+        "note": f"deferred to the {opening:%H:%M} contact window",
+    }
+    run_id = insert_run(session, values)
+    if run_id is None:
+        return
+    rows = [
+        {
+            "run_id": run_id,
+            "target_id": target,
+            "target_kind": plan.target_kind,
+            "sender": sender,
+            "task_key": None,
+            "status": DEFERRED,
+            "period": None,
+        }
+        for target, sender in targets.items()
+    ]
+    insert_rows(session, TARGETS, rows)

@@ -1,0 +1,415 @@
+"""Pulling results: confirmation, each recipient status counted, cap units given back once,
+and the 72 h finalisation of tasks nobody confirmed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select, update
+
+from bot.calendar import caps
+from bot.calendar.records import MASS_TASK, record_task_created
+from bot.calendar.results import PullReport, SlotResult, pull_results, slot_results
+from bot.clock import FrozenClock, utc_from_timestamp
+from bot.config import Settings, WeComConfig
+from bot.outbox import queue
+from bot.sandbox import Limits, NewCustomer, ReceiveCap, Sandbox
+from bot.store.db import Database
+from bot.store.models import MassTask, OutboxItem, ReceiveCount, SlotRun, SlotTarget
+from bot.wecom.client import WeComClient
+
+ZHANG = "ZhangLi"
+WANG = "WangJianhua"
+PERIOD = "2026-11"
+SEND_RESULT = "externalcontact/get_groupmsg_send_result"
+
+
+@dataclass
+class Branch:
+    db: Database
+    clock: FrozenClock
+    sandbox: Sandbox
+    client: WeComClient
+    settings: Settings
+    runs: dict[str, int] = field(default_factory=dict)
+    made: int = 0
+
+    def customers(self, n: int, userid: str = ZHANG) -> list[str]:
+        script = self.sandbox.script
+        return [
+            script.customer_adds_member(NewCustomer(f"客户{i}"), userid).external_userid
+            for i in range(n)
+        ]
+
+    def run(self, slot_id: str, channel: str = "single") -> int:
+        if slot_id not in self.runs:
+            run = SlotRun(
+                slot_id=slot_id,
+                day=date(2026, 11, 23),
+                part="main",
+                channel=channel,
+                theme="周一财富早班车",
+                template="calendar/t.md.j2",
+                fire_at=self.clock.now(),
+                status="planned",
+                planned_at=self.clock.now(),
+                stats={},
+            )
+
+            def write(s: Any) -> int:
+                s.add(run)
+                s.flush()
+                return int(run.id)
+
+            self.runs[slot_id] = self.db.call(write)
+        return self.runs[slot_id]
+
+    async def task(
+        self, targets: list[str], *, slot_id: str = "mon-vip", chat_type: str = "single"
+    ) -> str:
+        """A task as the planner queues it (targets counted against the cap) and WeCom
+        accepts it (mass_tasks row recorded, refusals given back)."""
+        run_id = self.run(slot_id, chat_type)
+        self.made += 1
+        key = f"cal:{run_id}:{self.made}:{ZHANG}"
+        kind = caps.CUSTOMER if chat_type == "single" else caps.GROUP
+        field_name = "external_userid" if chat_type == "single" else "chat_id_list"
+        payload: dict[str, Any] = {
+            "key": key,
+            "run_id": run_id,
+            "chat_type": chat_type,
+            "sender": ZHANG,
+            "text": "周一财富早班车",
+            field_name: targets,
+        }
+
+        def plan(s: Any) -> None:
+            queue.enqueue(s, key=key, kind=MASS_TASK, payload=payload, now=self.clock.now())
+            for target in targets:
+                s.add(
+                    SlotTarget(
+                        run_id=run_id,
+                        target_id=target,
+                        target_kind=kind,
+                        sender=ZHANG,
+                        task_key=key,
+                        status="queued",
+                        period=PERIOD,
+                    )
+                )
+            caps.count_sends(s, kind, PERIOD, targets)
+
+        self.db.call(plan)
+        answer = await self.client.groupmsg.add_msg_template(
+            chat_type="single" if chat_type == "single" else "group",
+            external_userid=targets if chat_type == "single" else None,
+            chat_id_list=targets if chat_type == "group" else None,
+            sender=ZHANG,
+            text=payload["text"],
+        )
+        result = {"msgid": answer.msgid, "fail_list": answer.fail_list}
+        now = self.clock.now()
+
+        def created(s: Any) -> None:
+            s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.idempotency_key == key)
+                .values(status=queue.SENT, done_at=now, result=result)
+            )
+            record_task_created(s, payload, result, now)
+
+        self.db.call(created)
+        return answer.msgid
+
+    async def pull(self) -> PullReport:
+        return await pull_results(
+            self.client, self.db, settings=self.settings, now=self.clock.now()
+        )
+
+    def mass_task(self, msgid: str) -> MassTask:
+        return self.db.call(
+            lambda s: s.scalars(select(MassTask).where(MassTask.msgid == msgid)).one()
+        )
+
+    def target_statuses(self) -> dict[str, str]:
+        query = select(SlotTarget.target_id, SlotTarget.status)
+        return dict(self.db.call(lambda s: s.execute(query).all()))
+
+    def counts(self) -> dict[str, int]:
+        query = select(ReceiveCount.target_id, ReceiveCount.count)
+        return dict(self.db.call(lambda s: s.execute(query).all()))
+
+    def record(self, slot_id: str = "mon-vip") -> SlotResult:
+        (result,) = self.db.call(lambda s: slot_results(s, [self.runs[slot_id]]))
+        return result
+
+
+async def make_branch(
+    db: Database, clock: FrozenClock, limits: Limits | None = None
+) -> AsyncIterator[Branch]:
+    sandbox = Sandbox.create(clock, seed=9, limits=limits)
+    sandbox.world.add_member(ZHANG, "张丽")
+    sandbox.world.add_member(WANG, "王建华")
+    world = sandbox.world
+    config = WeComConfig(
+        corp_id=world.corp_id,
+        agent_id=world.agent_id,
+        secret=SecretStr(world.secret),
+        api_base="http://sandbox/cgi-bin",
+    )
+    client = WeComClient(
+        config, db=db, clock=clock, transport=sandbox.api_transport(), rng=random.Random(3)
+    )
+    yield Branch(db, clock, sandbox, client, Settings())
+    await client.aclose()
+
+
+@pytest.fixture
+async def branch(db: Database, clock: FrozenClock) -> AsyncIterator[Branch]:
+    async for made in make_branch(db, clock):
+        yield made
+
+
+@pytest.fixture
+async def daily_cap(db: Database, clock: FrozenClock) -> AsyncIterator[Branch]:
+    """WeCom set to one mass-send per customer per day, so status 3 is easy to reach."""
+    async for made in make_branch(db, clock, Limits(receive_cap=ReceiveCap.daily())):
+        yield made
+
+
+async def test_results_are_pulled_until_final_with_each_status(daily_cap: Branch) -> None:
+    branch = daily_cap
+    c0, c1, c2, c3 = branch.customers(4)
+    # c1 already had today's mass-send, from a task the calendar knows nothing of.
+    other = await branch.client.groupmsg.add_msg_template(external_userid=[c1], text="他人群发")
+    branch.sandbox.script.member_confirms_task(other.msgid, ZHANG)
+    msgid = await branch.task([c0, c1, c2, c3, "wmstranger"])
+    # WeCom refused the stranger at creation; that unit came back at once.
+    assert branch.counts() == {c0: 1, c1: 1, c2: 1, c3: 1, "wmstranger": 0}
+
+    report = await branch.pull()
+    assert (report.checked, report.confirmed, report.finalised) == (1, 0, 0)
+    task = branch.mass_task(msgid)
+    assert (task.status, task.results_at, task.targets) == ("created", branch.clock.now(), 4)
+    assert (await branch.pull()).checked == 0  # polled just now
+    assert branch.sandbox.world.calls(SEND_RESULT) == []  # nothing to read before a confirm
+
+    branch.sandbox.script.customer_deletes_member(c0, ZHANG)
+    branch.clock.advance(timedelta(minutes=10))
+    confirmed_at = branch.clock.now()
+    branch.sandbox.script.member_confirms_task(msgid, ZHANG)
+    assert (await branch.pull()).checked == 0  # the next poll is 30 minutes after the last
+    branch.clock.advance(timedelta(minutes=20))
+    report = await branch.pull()
+    assert (report.checked, report.confirmed, report.finalised) == (1, 1, 1)
+    assert (report.delivered, report.not_friend, report.already_received, report.unsent) == (
+        2,
+        1,
+        1,
+        0,
+    )
+    assert report.given_back == 2
+
+    task = branch.mass_task(msgid)
+    assert task.status == "final"
+    assert task.confirmed_at == confirmed_at
+    assert task.final_at == branch.clock.now()
+    assert (task.delivered, task.not_friend, task.already_received, task.unsent) == (2, 1, 1, 0)
+    assert branch.target_statuses() == {
+        c0: "not_friend",
+        c1: "already_received",
+        c2: "delivered",
+        c3: "delivered",
+        "wmstranger": "not_friend",
+    }
+    assert branch.counts() == {c0: 0, c1: 0, c2: 1, c3: 1, "wmstranger": 0}
+    assert branch.record() == SlotResult(
+        run_id=branch.runs["mon-vip"],
+        slot_id="mon-vip",
+        day=date(2026, 11, 23),
+        part="main",
+        channel="single",
+        theme="周一财富早班车",
+        created=1,
+        confirmed=1,
+        final=1,
+        targets=5,
+        delivered=2,
+        not_friend=2,
+        already_received=1,
+        unsent=0,
+        queued=0,
+    )
+    assert branch.record().failed == 3
+
+    # Final: never pulled again.
+    branch.clock.advance(timedelta(hours=1))
+    assert (await branch.pull()).checked == 0
+
+
+async def test_cap_units_come_back_exactly_once(daily_cap: Branch) -> None:
+    branch = daily_cap
+    c0, c1 = branch.customers(2)
+    msgid = await branch.task([c0, c1])
+    branch.sandbox.script.customer_deletes_member(c0, ZHANG)
+    branch.sandbox.script.member_confirms_task(msgid, ZHANG)
+    assert (await branch.pull()).given_back == 1
+    assert branch.counts() == {c0: 0, c1: 1}
+    # A second instance that read the same results (or a repeated pass) changes nothing.
+    branch.db.call(
+        lambda s: s.execute(
+            update(MassTask).values(status="confirmed", results_at=None, final_at=None)
+        )
+    )
+    report = await branch.pull()
+    assert (report.checked, report.finalised, report.given_back, report.not_friend) == (1, 1, 0, 0)
+    assert branch.counts() == {c0: 0, c1: 1}
+    task = branch.mass_task(msgid)
+    assert (task.status, task.delivered, task.not_friend) == ("final", 1, 1)
+
+
+async def test_group_results_give_back_group_units(branch: Branch) -> None:
+    script = branch.sandbox.script
+    kept = script.create_group(ZHANG, "理财交流群").chat_id
+    gone = script.create_group(ZHANG, "社区二群").chat_id
+    msgid = await branch.task([kept, gone], slot_id="mon-groups", chat_type="group")
+    script.dismiss_group(gone)
+    script.member_confirms_task(msgid, ZHANG)
+    report = await branch.pull()
+    assert (report.delivered, report.not_friend, report.given_back) == (1, 1, 1)
+    assert branch.target_statuses() == {kept: "delivered", gone: "not_friend"}
+    kinds = branch.db.call(
+        lambda s: s.execute(select(ReceiveCount.target_kind, ReceiveCount.count)).all()
+    )
+    assert sorted((kind, count) for kind, count in kinds) == [(caps.GROUP, 0), (caps.GROUP, 1)]
+    record = branch.record("mon-groups")
+    assert (record.channel, record.created, record.confirmed, record.delivered) == (
+        "group",
+        1,
+        1,
+        1,
+    )
+
+
+async def test_unconfirmed_tasks_become_final_after_72_hours(branch: Branch) -> None:
+    customers = branch.customers(3)
+    groups = [branch.sandbox.script.create_group(ZHANG, f"群{i}").chat_id for i in range(2)]
+    single = await branch.task(customers)
+    grouped = await branch.task(groups, slot_id="mon-groups", chat_type="group")
+    polls = 0
+    while True:
+        report = await branch.pull()
+        polls += 1
+        assert report.confirmed == 0
+        if report.finalised:
+            break
+        assert branch.clock.now() - branch.mass_task(single).created_at < timedelta(hours=72)
+        branch.clock.advance(timedelta(minutes=30))
+    assert polls == 72 * 2 + 1
+    assert (report.finalised, report.unsent, report.given_back) == (2, 5, 5)
+    for msgid, unsent in ((single, 3), (grouped, 2)):
+        task = branch.mass_task(msgid)
+        assert (task.status, task.confirmed_at, task.delivered, task.unsent) == (
+            "final",
+            None,
+            0,
+            unsent,
+        )
+    assert set(branch.target_statuses().values()) == {"unsent"}
+    assert set(branch.counts().values()) == {0}
+    record = branch.record()
+    assert (record.created, record.confirmed, record.unsent, record.queued) == (1, 0, 3, 0)
+    # A confirmation after the end changes nothing the bot counted.
+    branch.sandbox.script.member_confirms_task(single, ZHANG)
+    branch.clock.advance(timedelta(hours=1))
+    assert (await branch.pull()).checked == 0
+
+
+async def test_a_late_partial_confirmation_counts_what_arrived(branch: Branch) -> None:
+    customers = branch.customers(2)
+    msgid = await branch.task(customers)
+    await branch.pull()
+    branch.clock.advance(timedelta(hours=71))
+    branch.sandbox.script.member_confirms_task(msgid, ZHANG)
+    send_time = int(branch.clock.timestamp())
+    branch.clock.advance(timedelta(hours=2))
+    report = await branch.pull()
+    assert (report.confirmed, report.finalised, report.delivered, report.unsent) == (1, 1, 2, 0)
+    task = branch.mass_task(msgid)
+    assert task.confirmed_at == utc_from_timestamp(send_time)
+    assert (task.status, task.delivered, task.unsent) == ("final", 2, 0)
+    assert set(branch.counts().values()) == {1}
+
+
+async def test_results_follow_cursors(branch: Branch) -> None:
+    customers = branch.customers(620)
+    msgid = await branch.task(customers)
+    branch.sandbox.script.member_confirms_task(msgid, ZHANG)
+    report = await branch.pull()
+    assert (report.delivered, report.finalised) == (620, 1)
+    assert len(branch.sandbox.world.calls(SEND_RESULT)) == 2  # 500 a page
+    assert branch.mass_task(msgid).delivered == 620
+    assert set(branch.target_statuses().values()) == {"delivered"}
+
+
+async def test_a_failed_pull_is_tried_at_the_next_poll(branch: Branch) -> None:
+    (customer,) = branch.customers(1)
+    msgid = await branch.task([customer])
+    # WeCom no longer knows the task (say, it was created with another app's secret).
+    branch.sandbox.world.tasks.pop(msgid)
+    report = await branch.pull()
+    assert (report.checked, report.errors, report.finalised) == (1, 1, 0)
+    assert branch.mass_task(msgid).results_at == branch.clock.now()
+    assert (await branch.pull()).checked == 0
+    branch.clock.advance(timedelta(hours=72))
+    report = await branch.pull()
+    assert (report.errors, report.finalised, report.unsent, report.given_back) == (1, 1, 1, 1)
+    assert branch.mass_task(msgid).status == "final"
+
+
+class FakeMoments:
+    """A stand-in for the moment API: the job finished and every member published."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def get_moment_task_result(self, jobid: str) -> dict[str, Any]:
+        self.calls.append(jobid)
+        return {"status": 3, "type": "add_moment_task", "result": {"errcode": 0, "moment_id": "m1"}}
+
+    async def get_moment_task(self, moment_id: str, *, cursor: str | None = None) -> dict[str, Any]:
+        self.calls.append(moment_id)
+        return {"task_list": [{"userid": ZHANG, "publish_status": 1}], "next_cursor": ""}
+
+
+async def test_moments_tasks_wait_for_the_moment_api(branch: Branch) -> None:
+    run_id = branch.run("wed-moments", "moments")
+    now = branch.clock.now()
+    branch.db.call(
+        lambda s: record_task_created(
+            s,
+            {"key": "cal:m:0", "run_id": run_id, "chat_type": "moment", "senders": [ZHANG]},
+            {"jobid": "job-1"},
+            now,
+        )
+    )
+    if hasattr(branch.client, "moment"):
+        delattr(branch.client, "moment")
+    report = await branch.pull()
+    assert (report.checked, report.moments_skipped) == (0, 1)
+    assert "moment" in report.summary()
+    assert branch.mass_task("job-1").status == "created"
+
+    moments = FakeMoments()
+    setattr(branch.client, "moment", moments)  # noqa: B010 (not declared on the client)
+    report = await branch.pull()
+    assert (report.checked, report.confirmed, report.finalised) == (1, 1, 1)
+    assert moments.calls == ["job-1", "m1"]
+    task = branch.mass_task("job-1")
+    assert (task.status, task.unsent) == ("final", 0)
