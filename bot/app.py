@@ -28,6 +28,8 @@ from bot.gateway.endpoint import CallbackGateway
 from bot.gateway.processor import InboxProcessor
 from bot.handlers.context import HandlerContext
 from bot.handlers.registry import build_registry
+from bot.leader import LeaderElection, holder_id
+from bot.observability.metrics import metrics_route
 from bot.outbox.kinds import default_effects
 from bot.outbox.queue import FAST, NORMAL, Outbox
 from bot.outbox.sender import Sender
@@ -36,7 +38,8 @@ from bot.store.db import Database
 from bot.templates import Templates
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError
-from bot.wecom.ratelimit import MemoryRateLimiter
+from bot.wecom.ratelimit import MemoryRateLimiter, RateLimiter
+from bot.wecom.ratelimit_db import DatabaseRateLimiter
 
 log = logging.getLogger("bot")
 
@@ -52,6 +55,16 @@ def make_crypto(settings: Settings) -> WeComCrypto | None:
     if not (token and key and settings.wecom.corp_id):
         return None
     return WeComCrypto(token, key, settings.wecom.corp_id)
+
+
+def make_limiter(settings: Settings, clock: Clock, db: Database) -> RateLimiter:
+    """Buckets in the database, shared by every instance, on PostgreSQL (where several
+    instances run) or when `wecom.shared_rate_limits` is on; in memory otherwise."""
+    mode = settings.wecom.shared_rate_limits
+    quota, members = settings.wecom.quota, settings.wecom.member_messages
+    if mode == "on" or (mode == "auto" and db.is_postgres):
+        return DatabaseRateLimiter(quota, members, clock, db)
+    return MemoryRateLimiter(quota, members, clock)
 
 
 @dataclass
@@ -76,7 +89,11 @@ class BotApp:
 
     def __post_init__(self) -> None:
         self.asgi = Starlette(
-            routes=[*self.gateway.routes(), Route("/healthz", self.healthz, methods=["GET"])],
+            routes=[
+                *self.gateway.routes(),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                metrics_route(self),
+            ],
             lifespan=self._lifespan,
         )
 
@@ -176,7 +193,7 @@ def create_app(
         echo=settings.database.echo,
     )
     worker = worker_id or default_worker_id()
-    limiter = MemoryRateLimiter(settings.wecom.quota, settings.wecom.member_messages, clock)
+    limiter = make_limiter(settings, clock, db)
     wecom = WeComClient(settings.wecom, db=db, clock=clock, transport=transport, limiter=limiter)
     outbox = Outbox()
     templates = Templates(Path(settings.content_dir()))
@@ -210,6 +227,13 @@ def create_app(
         wecom=wecom,
         wake=[processor.notify, outbox.notify],
         calendar=calendar,
+        leader=LeaderElection(
+            db,
+            clock,
+            holder=holder_id(worker),
+            lease_seconds=settings.scheduler.lease_seconds,
+            renew_seconds=settings.scheduler.renew_seconds,
+        ),
     )
     return BotApp(
         settings=settings,

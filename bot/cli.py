@@ -40,7 +40,7 @@ def _settings(config: Path | None) -> Settings:
         for problem in exc.problems:
             err.print(f"[red]config error[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.log_format)
     return settings
 
 
@@ -107,6 +107,8 @@ def serve(
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_level=settings.log_level.lower(),
+        # uvicorn's own loggers go through ours (scrubbed, and JSON when configured).
+        log_config=None,
         access_log=False,
     )
 
@@ -217,10 +219,20 @@ def demo(
 
 
 def _register_commands() -> None:
+    from bot import privacy_cli
     from bot.calendar import plan_cli
+    from bot.observability import status_cli
     from bot.tagging import audience_cli, import_cli, rules_cli, tagsync_cli
 
-    for module in (import_cli, rules_cli, audience_cli, tagsync_cli, plan_cli):
+    for module in (
+        import_cli,
+        rules_cli,
+        audience_cli,
+        tagsync_cli,
+        plan_cli,
+        status_cli,
+        privacy_cli,
+    ):
         module.register(app)
 
 

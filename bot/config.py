@@ -1,7 +1,8 @@
 """Configuration: `config.yaml` validated strictly, overridden from `BOT_SECTION__KEY` variables.
 
-Secrets (`wecom.secret`, `wecom.token`, `wecom.encoding_aes_key`) are `SecretStr`, so they
-never print; production supplies them, and the corp and agent ids, through the environment.
+Secrets (`wecom.secret`, `wecom.token`, `wecom.encoding_aes_key`, `server.admin_token`) are
+`SecretStr`, so they never print; production supplies them, and the corp and agent ids,
+through the environment.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.yamlsource import Loc, YamlDocument, YamlFileError, load_yaml
 
@@ -63,6 +72,17 @@ class WeComConfig(Section):
     quota: QuotaConfig = QuotaConfig()
     member_messages: MemberMessageLimit = MemberMessageLimit()
     retry: RetryConfig = RetryConfig()
+    # Rate-limit buckets in the database, shared by every instance. "auto": on PostgreSQL
+    # (several instances); on SQLite (one process) they stay in memory.
+    shared_rate_limits: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("shared_rate_limits", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        # YAML reads a bare on/off as a boolean.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
     @field_validator("api_base")
     @classmethod
@@ -101,6 +121,17 @@ class ServerConfig(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Bearer token for the operator surface (/metrics); empty leaves that surface disabled.
+    admin_token: SecretStr = SecretStr("")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_length(cls, value: SecretStr) -> SecretStr:
+        # A bearer token is the only guard of that surface: refuse one short enough to guess.
+        raw = value.get_secret_value()
+        if raw and (len(raw) < 16 or raw != raw.strip()):
+            raise ValueError("must be at least 16 characters, without surrounding spaces")
+        return value
 
 
 class CallbackConfig(Section):
@@ -137,6 +168,21 @@ class DispatcherConfig(Section):
     lease_seconds: int = Field(60, ge=5)
     max_attempts: int = Field(5, ge=1)
     linger_ms: int = Field(20, ge=0, le=1000)
+
+
+class SchedulerConfig(Section):
+    """The scheduler's leader lease: one instance runs the calendar, retag, segment and
+    housekeeping jobs; another takes over once the leader has not renewed for a lease."""
+
+    lease_seconds: float = Field(30.0, ge=5)
+    renew_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> SchedulerConfig:
+        # Renewing at most every half lease lets one renewal fail without losing the lease.
+        if self.renew_seconds * 2 > self.lease_seconds:
+            raise ValueError("renew_seconds must be at most half of lease_seconds")
+        return self
 
 
 class SyncConfig(Section):
@@ -368,6 +414,21 @@ class CalendarConfig(Section):
         return times
 
 
+class PrivacyConfig(Section):
+    """Customers' choices about being contacted (PIPL Art. 24: an easy way to refuse)."""
+
+    # A manager writing one of these into a customer's remark or description opts the
+    # customer out for good; the same words start the opt-out command in the WeCom app.
+    opt_out_keywords: list[str] = Field(default_factory=lambda: ["退订", "勿扰", "拒收"])
+
+    @field_validator("opt_out_keywords")
+    @classmethod
+    def _words(cls, words: list[str]) -> list[str]:
+        if any(not word.strip() or word != word.strip() for word in words):
+            raise ValueError("keywords must be non-empty, without surrounding spaces")
+        return words
+
+
 class PathsConfig(Section):
     """Where content templates and calendars live (relative to the config file)."""
 
@@ -382,6 +443,8 @@ class Settings(Section):
     branch_name: str = "本支行"
     environment: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line, for log shippers (production); "text" for people.
+    log_format: Literal["text", "json"] = "text"
     wecom: WeComConfig = WeComConfig()
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
@@ -389,12 +452,14 @@ class Settings(Section):
     welcome: WelcomeConfig = WelcomeConfig()
     outbox: OutboxConfig = OutboxConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     sync: SyncConfig = SyncConfig()
     import_: ImportConfig = Field(ImportConfig(), alias="import")
     tagging: TaggingConfig = TaggingConfig()
     tag_sync: TagSyncConfig = TagSyncConfig()
     segments: SegmentsConfig = SegmentsConfig()
     calendar: CalendarConfig = CalendarConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     paths: PathsConfig = PathsConfig()
     base_dir: str = Field(".", exclude=True)
 

@@ -7,7 +7,8 @@ API also call these functions on their own success path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import delete, select, true, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utc_from_timestamp
+from bot.privacy import hash_id
 from bot.store.models import (
     CorpTag,
     Customer,
@@ -30,6 +32,8 @@ ACTIVE = "active"
 ENDED = "ended"
 CUSTOMER_DELETED = "deleted_by_customer"
 TRANSFER_FAILED = "transfer_failed"
+
+log = logging.getLogger("bot.mirror")
 
 
 def upsert_member(
@@ -78,7 +82,11 @@ def _upsert_customer(session: Session, contact: Mapping[str, Any], now: datetime
 
 
 def _upsert_follow(
-    session: Session, external_userid: str, info: Mapping[str, Any], now: datetime
+    session: Session,
+    external_userid: str,
+    info: Mapping[str, Any],
+    now: datetime,
+    opt_out_keywords: Collection[str] = (),
 ) -> FollowRelation:
     userid = str(info["userid"])
     relation = session.scalar(
@@ -115,7 +123,38 @@ def _upsert_follow(
     relation.updated_at = now
     session.flush()
     _replace_follow_tags(session, relation.id, _tag_ids(info))
+    _opt_out_on_keyword(session, relation, opt_out_keywords, now)
     return relation
+
+
+def _opt_out_on_keyword(
+    session: Session, relation: FollowRelation, keywords: Collection[str], now: datetime
+) -> None:
+    """A manager who writes an opt-out keyword (privacy.opt_out_keywords) into the remark
+    or description opts the customer out. For good: deleting the word later does not opt
+    them back in; only `bot opt-out --undo` does."""
+    field = next(
+        (
+            name
+            for name, text in (("remark", relation.remark), ("description", relation.description))
+            if text and any(word.casefold() in text.casefold() for word in keywords)
+        ),
+        None,
+    )
+    if field is None:
+        return
+    customer = session.get(Customer, relation.external_userid)
+    if customer is None or customer.opted_out:
+        return
+    customer.opted_out = True
+    customer.opted_out_at = now
+    customer.updated_at = now
+    log.info(
+        "customer %s opted out: keyword in %s's %s",
+        hash_id(relation.external_userid),
+        relation.userid,
+        field,
+    )
 
 
 def _tag_ids(info: Mapping[str, Any]) -> list[tuple[str, int | None]]:
@@ -150,13 +189,15 @@ def apply_contact_detail(
     *,
     now: datetime,
     complete: bool,
+    opt_out_keywords: Collection[str] = (),
 ) -> Customer:
     """Store `externalcontact/get`'s answer. With `complete` (every follow user was read),
-    relations WeCom no longer lists are marked ended."""
+    relations WeCom no longer lists are marked ended. A remark or description holding one
+    of `opt_out_keywords` opts the customer out."""
     customer = _upsert_customer(session, external_contact, now)
     seen: set[str] = set()
     for info in follow_users:
-        _upsert_follow(session, customer.external_userid, info, now)
+        _upsert_follow(session, customer.external_userid, info, now, opt_out_keywords)
         seen.add(str(info["userid"]))
     if complete:
         session.execute(
@@ -171,10 +212,17 @@ def apply_contact_detail(
     return customer
 
 
-def apply_batch_item(session: Session, item: Mapping[str, Any], *, now: datetime) -> Customer:
-    """Store one entry of `batch/get_by_user`: a customer and one member's follow info."""
+def apply_batch_item(
+    session: Session,
+    item: Mapping[str, Any],
+    *,
+    now: datetime,
+    opt_out_keywords: Collection[str] = (),
+) -> Customer:
+    """Store one entry of `batch/get_by_user`: a customer and one member's follow info
+    (opting the customer out on a keyword, as `apply_contact_detail` does)."""
     customer = _upsert_customer(session, item["external_contact"], now)
-    _upsert_follow(session, customer.external_userid, item["follow_info"], now)
+    _upsert_follow(session, customer.external_userid, item["follow_info"], now, opt_out_keywords)
     return customer
 
 

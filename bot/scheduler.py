@@ -2,14 +2,17 @@
 
 Its job store cannot be shared between processes, so no business item is ever an
 APScheduler job: jobs only wake the workers and run housekeeping that is safe to repeat.
+With several instances, the wake-ups run everywhere (workers claim rows under leases) and
+the other jobs only on the instance holding the scheduler lease (bot/leader.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot.calendar.service import CalendarService
 from bot.clock import Clock
 from bot.config import Settings
+from bot.leader import LeaderElection
 from bot.store.db import Database
 from bot.store.models import InboxEvent
 from bot.tagging.engine import retag_all
@@ -54,6 +58,7 @@ class Ticker:
         wecom: WeComClient,
         wake: Sequence[Callable[[], None]],
         calendar: CalendarService,
+        leader: LeaderElection | None = None,
     ) -> None:
         self.wecom = wecom
         self.calendar = calendar
@@ -61,7 +66,23 @@ class Ticker:
         self.db = db
         self.clock = clock
         self.wake = list(wake)
+        # None: this process is the only one and runs every job.
+        self.leader = leader
         self._scheduler: AsyncIOScheduler | None = None
+        self._first_renewal: asyncio.Task[bool] | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this instance runs the leader-only jobs now (for /metrics, `bot status`)."""
+        return self.leader is None or self.leader.is_leader
+
+    async def as_leader(self, job: Callable[[], Awaitable[object]]) -> bool:
+        """Run `job` if this instance leads, re-checked in the database first (a leader
+        that stalled past its lease must not act); True if it ran."""
+        if self.leader is not None and not await self.leader.confirm():
+            return False
+        await job()
+        return True
 
     def start(self) -> None:
         scheduler = AsyncIOScheduler(timezone=self.settings.timezone)
@@ -75,8 +96,20 @@ class Ticker:
             max_instances=1,
             misfire_grace_time=WAKE_SECONDS,
         )
+        if self.leader is not None:
+            scheduler.add_job(
+                self.leader.renew,
+                "interval",
+                seconds=self.leader.renew_seconds,
+                id="leader",
+                coalesce=True,
+                max_instances=1,
+                # APScheduler takes whole seconds only.
+                misfire_grace_time=max(1, int(self.leader.renew_seconds)),
+            )
+            self._first_renewal = asyncio.get_running_loop().create_task(self.leader.renew())
         scheduler.add_job(
-            self.housekeeping,
+            partial(self.as_leader, self.housekeeping),
             "cron",
             hour=3,
             minute=17,
@@ -88,7 +121,7 @@ class Ticker:
         # Lifecycle stages move with time alone (no login for 90 days is no event), so every
         # customer is re-evaluated nightly, and the resulting tag changes go to WeCom.
         scheduler.add_job(
-            self.nightly_retag,
+            partial(self.as_leader, self.nightly_retag),
             "cron",
             hour=2,
             minute=30,
@@ -98,7 +131,7 @@ class Ticker:
             misfire_grace_time=6 * 3600,
         )
         scheduler.add_job(
-            self.refresh_segments,
+            partial(self.as_leader, self.refresh_segments),
             "interval",
             hours=1,
             id="segments",
@@ -119,7 +152,7 @@ class Ticker:
         if not calendar.enabled:
             return
         scheduler.add_job(
-            self.calendar_slots,
+            partial(self.as_leader, self.calendar_slots),
             "interval",
             seconds=CALENDAR_SECONDS,
             id="calendar-slots",
@@ -132,7 +165,7 @@ class Ticker:
         for index, at in enumerate(calendar.remind_times):
             hour, minute = (int(part) for part in at.split(":"))
             scheduler.add_job(
-                self.calendar_reminders,
+                partial(self.as_leader, self.calendar_reminders),
                 "cron",
                 hour=hour,
                 minute=minute,
@@ -142,7 +175,7 @@ class Ticker:
                 misfire_grace_time=1800,
             )
         scheduler.add_job(
-            self.calendar_results,
+            partial(self.as_leader, self.calendar_results),
             "interval",
             minutes=calendar.results_poll_minutes,
             id="calendar-results",
@@ -155,6 +188,11 @@ class Ticker:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
+        if self._first_renewal is not None:
+            self._first_renewal.cancel()
+            self._first_renewal = None
+        if self.leader is not None:
+            self.leader.release()
 
     def wake_all(self) -> None:
         for wake in self.wake:

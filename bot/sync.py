@@ -182,7 +182,12 @@ async def _sync_customers(
                 step: str = step,
             ) -> None:
                 for item in items:
-                    mirror.apply_batch_item(session, item, now=now)
+                    mirror.apply_batch_item(
+                        session,
+                        item,
+                        now=now,
+                        opt_out_keywords=app.settings.privacy.opt_out_keywords,
+                    )
                 checkpoints.save(session, step, run_id, cursor=nxt, done=nxt is None)
 
             await app.db.run(store)

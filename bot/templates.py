@@ -67,9 +67,17 @@ class Templates:
         except TemplateError as exc:
             where = _template_frame(exc.__traceback__) or str(self.root / name)
             raise RenderError(f"{where}: {exc}") from None
+        except Exception as exc:
+            # The template's own code failed ({{ 1/0 }}, a filter given a bad argument, an
+            # include of itself): that is the template's error, not the caller's.
+            where = _template_frame(exc.__traceback__) or str(self.root / name)
+            raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     def exists(self, name: str) -> bool:
-        return (self.root / name).is_file()
+        try:
+            return (self.root / name).is_file()
+        except (OSError, ValueError):  # a name the system refuses outright (too long, a NUL)
+            return False
 
     def check(self) -> list[TemplateProblem]:
         """Compile every template under the root; report syntax errors with file and line."""
@@ -89,6 +97,8 @@ class Templates:
                 problems.append(
                     TemplateProblem(str(path), exc.lineno, exc.message or "syntax error")
                 )
+            except RecursionError:
+                problems.append(TemplateProblem(str(path), None, "nested too deeply"))
         return problems
 
 

@@ -158,6 +158,8 @@ class ContentLibrary:
         self.root = root
         self._loader = FrontMatterLoader(str(root))
         self.templates = Templates(root, loader=self._loader)
+        # Front matter by (name, mtime): a day's plan renders one post thousands of times.
+        self._metas: dict[tuple[str, int], ContentMeta] = {}
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -180,7 +182,16 @@ class ContentLibrary:
             raise RenderError(f"{self.path(name)}: not UTF-8: {exc.reason}") from None
 
     def meta(self, name: str) -> ContentMeta:
-        return parse_front_matter(self.source(name), self.path(name))
+        try:
+            key = (name, self.path(name).stat().st_mtime_ns)
+        except OSError:
+            key = None
+        if key is not None and key in self._metas:
+            return self._metas[key]
+        meta = parse_front_matter(self.source(name), self.path(name))
+        if key is not None:
+            self._metas[key] = meta
+        return meta
 
     def per_target(self, name: str) -> bool:
         """Whether the post (or anything it includes, extends or imports) reads group_name or
@@ -211,6 +222,8 @@ class ContentLibrary:
             return env.parse(source, name=name, filename=filename)
         except TemplateSyntaxError as exc:
             raise RenderError(f"{filename}:{exc.lineno}: {exc.message}") from None
+        except RecursionError:
+            raise RenderError(f"{filename}: nested too deeply") from None
 
     def _closure(self, name: str) -> _Closure:
         names: list[str] = []

@@ -32,7 +32,7 @@ from bot.calendar.occurrences import Occurrence
 from bot.calendar.records import MASS_TASK, MOMENT_TASK
 from bot.calendar.windows import Span, inside, next_opening, parse_spans
 from bot.config import Settings
-from bot.outbox.queue import enqueue
+from bot.outbox.queue import enqueue_many
 from bot.privacy import mask_name
 from bot.store.db import Database
 from bot.store.models import (
@@ -64,6 +64,7 @@ DEFERRED = "deferred"
 DROP_REASONS = ("opted_out", "no_owner", "already", "capped", "window", "unreachable")
 
 TARGETS = Base.metadata.tables["slot_targets"]
+TARGET_CHUNK = 20_000
 
 
 @dataclass(frozen=True)
@@ -173,20 +174,37 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
     local guess, and the task names that sender)."""
     source = occ.audience or "true"
     audience = ids_query(source, now=occ.fire_at).subquery()
-    pairs = (
-        select(FollowRelation.external_userid, FollowRelation.userid)
-        .where(
-            FollowRelation.status == "active",
-            FollowRelation.external_userid.in_(select(audience.c.external_userid)),
-        )
-        .order_by(FollowRelation.external_userid, FollowRelation.added_at, FollowRelation.userid)
+    pairs = select(FollowRelation.external_userid, FollowRelation.userid).where(
+        FollowRelation.status == "active",
+        FollowRelation.external_userid.in_(select(audience.c.external_userid)),
     )
     opted = select(opted_out_query(source, now=occ.fire_at).subquery().c.external_userid)
 
     def read(session: Session) -> tuple[dict[str, str], int]:
         senders: dict[str, str] = {}
+        shared: set[str] = set()
         for external_userid, userid in session.execute(pairs):
-            senders[external_userid] = userid  # ordered by added_at: the last one wins
+            if external_userid in senders:
+                shared.add(external_userid)
+            senders[external_userid] = userid
+        # Few customers have two managers: only theirs are ordered by the time of the add.
+        ordered = sorted(shared)
+        for start in range(0, len(ordered), 5000):
+            rows = session.execute(
+                select(FollowRelation.external_userid, FollowRelation.userid)
+                .where(
+                    FollowRelation.status == "active",
+                    FollowRelation.external_userid.in_(ordered[start : start + 5000]),
+                )
+                # An unknown add time counts as the oldest, on both engines.
+                .order_by(
+                    FollowRelation.added_at.is_not(None),
+                    FollowRelation.added_at,
+                    FollowRelation.userid,
+                )
+            )
+            for external_userid, userid in rows:
+                senders[external_userid] = userid  # the last add wins
         return senders, len(session.execute(opted).all())
 
     senders, opted_out = run_query(db, read)
@@ -470,26 +488,18 @@ def commit_plan_session(
     mode = settings.calendar.receive_cap
     period = caps.period_of(occ.day, mode)
     expires = plan.at + occ.lateness
-    queued: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    keys: list[str] = []
     for index, task in enumerate(plan.tasks):
         key = f"cal:{run_id}:{index}:{task.sender}"[:191]
+        kind = MOMENT_TASK if plan.target_kind == "moment" else MASS_TASK
         payload = _payload(plan, task, key=key, run_id=run_id)
-        enqueue(
-            session,
-            key=key,
-            kind=MOMENT_TASK if plan.target_kind == "moment" else MASS_TASK,
-            payload=payload,
-            now=now,
-            expires_at=expires,
-        )
-        if plan.target_kind != "moment":
-            queued.extend(
-                {"target_id": t, "sender": task.sender, "task_key": key, "period": period}
-                for t in task.targets
-            )
-    _write_targets(session, plan, run_id, queued)
-    if queued:
-        caps.count_sends(session, plan.target_kind, period, [row["target_id"] for row in queued])
+        rows.append({"key": key, "kind": kind, "payload": payload, "expires_at": expires})
+        keys.append(key)
+    enqueue_many(session, rows, now=now)
+    if plan.target_kind != "moment" and plan.tasks:
+        _write_targets(session, plan, run_id, keys, period)
+        caps.count_run(session, plan.target_kind, period, run_id)
     for opening, targets in plan.deferred.items():
         _defer(session, plan, opening, targets)
     return run_id
@@ -567,17 +577,36 @@ def _payload(plan: SlotPlan, task: TaskPlan, *, key: str, run_id: int) -> dict[s
 
 
 def _write_targets(
-    session: Session, plan: SlotPlan, run_id: int, queued: list[dict[str, Any]]
+    session: Session, plan: SlotPlan, run_id: int, keys: list[str], period: str
 ) -> None:
+    """The run's queued targets, written in chunks so a million targets never sit in
+    memory as row dicts all at once."""
     if plan.part == MAIN:
-        rows = [
-            {"run_id": run_id, "target_kind": plan.target_kind, "status": QUEUED, **row}
-            for row in queued
-        ]
-        insert_rows(session, TARGETS, rows)
+        # In target order: the primary key (run_id, target_id) then grows at its end
+        # instead of taking a million inserts at random places.
+        order = sorted(
+            (target, index) for index, task in enumerate(plan.tasks) for target in task.targets
+        )
+        for start in range(0, len(order), TARGET_CHUNK):
+            insert_rows(
+                session,
+                TARGETS,
+                [
+                    {
+                        "run_id": run_id,
+                        "target_id": target,
+                        "target_kind": plan.target_kind,
+                        "sender": plan.tasks[index].sender,
+                        "task_key": keys[index],
+                        "status": QUEUED,
+                        "period": period,
+                    }
+                    for target, index in order[start : start + TARGET_CHUNK]
+                ],
+            )
         return
     # A deferred part's rows exist: queue the kept ones, and say why the others were not.
-    kept = {row["target_id"] for row in queued}
+    kept = [(task, key) for task, key in zip(plan.tasks, keys, strict=True)]
     update_rows(
         session,
         TARGETS,
@@ -585,21 +614,18 @@ def _write_targets(
         [
             {
                 "run_id": run_id,
-                "target_id": row["target_id"],
+                "target_id": target,
                 "status": QUEUED,
-                "task_key": row["task_key"],
-                "period": row["period"],
+                "task_key": key,
+                "period": period,
             }
-            for row in queued
+            for task, key in kept
+            for target in task.targets
         ],
     )
     session.execute(
         update(SlotTarget)
-        .where(
-            SlotTarget.run_id == run_id,
-            SlotTarget.status == DEFERRED,
-            SlotTarget.target_id.not_in(kept) if kept else SlotTarget.run_id == run_id,
-        )
+        .where(SlotTarget.run_id == run_id, SlotTarget.status == DEFERRED)
         .values(status="dropped")
     )
 

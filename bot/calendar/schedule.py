@@ -527,7 +527,7 @@ class _Loader:
         if pure.is_absolute() or ".." in pure.parts or "\\" in name:
             self.problem(doc, loc, f"template {name!r}: write a path inside content/")
             return
-        if self.content_root is not None and not (self.content_root / pure).is_file():
+        if self.content_root is not None and not _is_file(self.content_root / pure):
             self.problem(doc, loc, f"template {name!r} not found in {self.content_root}")
 
     def override(self, doc: YamlDocument, loc: Loc, raw: dict[str, Any]) -> Override | None:
@@ -569,6 +569,14 @@ class _Loader:
                 close = difflib.get_close_matches(slot_id, list(self.ids), n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.problems.append(f"{where}: skip names unknown slot {slot_id!r}{hint}")
+
+
+def _is_file(path: Path) -> bool:
+    # is_file() still raises for a name the system refuses outright (too long, a NUL).
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _attachments(spec: SlotSpec) -> list[Attachment]:

@@ -49,10 +49,35 @@ class CalendarService:
         self.clock = clock
         self.wecom = wecom
         self.content = ContentLibrary(settings.content_dir())
+        self._cached: tuple[tuple[tuple[str, int, int], ...], Calendar] | None = None
+
+    def _signature(self) -> tuple[tuple[str, int, int], ...]:
+        """Name, mtime and size of every file a calendar load reads or checks."""
+        files = [
+            *self.settings.schedules_dir().glob("*.y*ml"),
+            *self.settings.content_dir().rglob("*.j2"),
+        ]
+        stats = []
+        for path in sorted(files):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            stats.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(stats)
 
     def load(self) -> Calendar | None:
-        """The calendar as the files say now (edits apply at the next tick); None, logged,
-        when a file is broken, so nothing is planned from a half-read calendar."""
+        """The calendar as the files say now (edits apply at the next tick; an unchanged
+        folder is not parsed again); None, logged, when a file is broken, so nothing is
+        planned from a half-read calendar."""
+        signature = self._signature()
+        if self._cached is not None and self._cached[0] == signature:
+            return self._cached[1]
+        calendar = self._read()
+        self._cached = (signature, calendar) if calendar is not None else None
+        return calendar
+
+    def _read(self) -> Calendar | None:
         try:
             return load_calendar(
                 self.settings.schedules_dir(),

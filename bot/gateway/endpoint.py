@@ -119,9 +119,17 @@ class CallbackGateway:
         now = self.clock.now()
         try:
             new = await self.writer.store(key=key, event=event, payload=plaintext, now=now)
-        except SQLAlchemyError:
-            # Not stored, so not acknowledged: WeCom retries the delivery.
-            log.exception("callback %s key=%s could not be stored", event.routing_key, key[:12])
+        except SQLAlchemyError as exc:
+            # Not stored, so not acknowledged: WeCom retries the delivery. Error classes only:
+            # the error's text lists the statement's parameters, the decrypted message included.
+            cause = type(getattr(exc, "orig", None) or exc).__name__
+            log.error(
+                "callback %s key=%s could not be stored: %s (%s)",
+                event.routing_key,
+                key[:12],
+                type(exc).__name__,
+                cause,
+            )
             self.counters.rejected["store_failed"] += 1
             return Response(status_code=503)
         if new:

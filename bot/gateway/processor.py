@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from bot.gateway.events import CallbackEvent, UnknownEvent
 from bot.gateway.parse import parse_event
 from bot.gateway.xmlsafe import XmlRejected
 from bot.handlers.context import HandlerContext
+from bot.logs import inbox_fields
 from bot.store.db import Database
 from bot.store.leases import claim_due
 from bot.store.models import InboxEvent
@@ -47,11 +49,27 @@ class Claimed:
     payload: bytes
     attempts: int
     next_attempt_at: datetime
+    dedupe_key: str = ""
 
 
 def backoff_seconds(attempts: int) -> float:
     """Delay before the next try after `attempts` tries: 2, 4, 8, … capped at 300 s."""
     return float(min(BACKOFF_CAP_SECONDS, 2 ** min(attempts, 16)))
+
+
+def _fields(row: Claimed, event: CallbackEvent | None, outcome: str) -> dict[str, Any]:
+    """Structured log fields of one handled row; the customer only as a hash."""
+    if event is None:
+        return {"inbox_row": row.id, "inbox_key": row.dedupe_key[:12], "outcome": outcome}
+    routing = event.routing_key
+    customer = getattr(event, "external_user_id", None)
+    return {
+        "inbox_row": row.id,
+        **inbox_fields(
+            row.dedupe_key, routing.msg_type, routing.event, routing.change_type, customer
+        ),
+        "outcome": outcome,
+    }
 
 
 def _error_text(exc: BaseException) -> str:
@@ -163,17 +181,30 @@ class InboxProcessor:
             return []
         rows = session.execute(
             select(
-                InboxEvent.id, InboxEvent.payload, InboxEvent.attempts, InboxEvent.next_attempt_at
+                InboxEvent.id,
+                InboxEvent.payload,
+                InboxEvent.attempts,
+                InboxEvent.next_attempt_at,
+                InboxEvent.dedupe_key,
             )
             .where(InboxEvent.id.in_([row_id for row_id, _ in pairs]))
             .order_by(InboxEvent.id)
         ).all()
-        return [Claimed(id=r[0], payload=r[1], attempts=r[2], next_attempt_at=r[3]) for r in rows]
+        return [
+            Claimed(id=r[0], payload=r[1], attempts=r[2], next_attempt_at=r[3], dedupe_key=r[4])
+            for r in rows
+        ]
 
     async def _process(self, row: Claimed) -> _Outcome:
         if row.attempts > self.config.max_attempts:
             # The previous try was the last one allowed and its worker never reported back.
             self.counters.failed += 1
+            log.error(
+                "inbox row %d abandoned after %d attempts",
+                row.id,
+                row.attempts - 1,
+                extra=_fields(row, None, "failed"),
+            )
             return self._outcome(
                 row,
                 status="failed",
@@ -183,7 +214,12 @@ class InboxProcessor:
             event = parse_event(row.payload, max_bytes=max(len(row.payload), 1))
         except XmlRejected as exc:
             # The gateway parsed it once; retrying cannot make it parse.
-            log.error("inbox row %d no longer parses: %s", row.id, exc.reason)
+            log.error(
+                "inbox row %d no longer parses: %s",
+                row.id,
+                exc.reason,
+                extra=_fields(row, None, "failed"),
+            )
             self.counters.failed += 1
             return self._outcome(row, status="failed", error=_error_text(exc))
         await self._observe(event, row)
@@ -203,6 +239,7 @@ class InboxProcessor:
                     event.routing_key,
                     later.reason,
                     later.seconds * row.attempts,
+                    extra=_fields(row, event, "retry"),
                 )
                 return self._outcome(
                     row,
@@ -216,6 +253,9 @@ class InboxProcessor:
         except Exception as exc:
             return self._failed_attempt(row, event, exc)
         self.counters.processed += 1
+        log.info(
+            "inbox row %d %s done", row.id, event.routing_key, extra=_fields(row, event, "done")
+        )
         return self._outcome(row, status="done", handled=True)
 
     async def _observe(self, event: CallbackEvent, row: Claimed) -> None:
@@ -231,10 +271,19 @@ class InboxProcessor:
     def _log_unhandled(self, event: CallbackEvent, row: Claimed) -> None:
         if isinstance(event, UnknownEvent) and event.error:
             log.warning(
-                "inbox row %d %s kept unhandled: %s", row.id, event.routing_key, event.error
+                "inbox row %d %s kept unhandled: %s",
+                row.id,
+                event.routing_key,
+                event.error,
+                extra=_fields(row, event, "unhandled"),
             )
         else:
-            log.info("inbox row %d %s has no handler", row.id, event.routing_key)
+            log.info(
+                "inbox row %d %s has no handler",
+                row.id,
+                event.routing_key,
+                extra=_fields(row, event, "unhandled"),
+            )
 
     def _failed_attempt(self, row: Claimed, event: CallbackEvent, exc: Exception) -> _Outcome:
         error = _error_text(exc)
@@ -246,6 +295,7 @@ class InboxProcessor:
                 row.attempts,
                 error,
                 exc_info=exc,
+                extra=_fields(row, event, "failed"),
             )
             self.counters.failed += 1
             return self._outcome(row, status="failed", error=error, handled=True)
@@ -258,6 +308,7 @@ class InboxProcessor:
             delay,
             error,
             exc_info=exc,
+            extra=_fields(row, event, "retry"),
         )
         self.counters.retried += 1
         return self._outcome(

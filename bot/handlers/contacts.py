@@ -120,8 +120,11 @@ async def refresh_contact(
             )
         raise RetryLater(lag, "externalcontact/get: the new follower is not listed yet")
     now = ctx.clock.now()
+    keywords = ctx.settings.privacy.opt_out_keywords
     await ctx.db.run(
-        lambda s: mirror.apply_contact_detail(s, contact, follow_users, now=now, complete=complete)
+        lambda s: mirror.apply_contact_detail(
+            s, contact, follow_users, now=now, complete=complete, opt_out_keywords=keywords
+        )
     )
 
 

@@ -16,9 +16,10 @@ from bot.gateway.events import (
     ExternalTagDelete,
     ExternalTagShuffle,
     ExternalTagUpdate,
+    TextMessage,
     TransferFail,
 )
-from bot.handlers import contacts, groups, tags
+from bot.handlers import contacts, groups, optout, tags
 
 
 def build_registry() -> Registry:
@@ -37,4 +38,5 @@ def build_registry() -> Registry:
     registry.register(ExternalTagUpdate.key, tags.on_tag_update)
     registry.register(ExternalTagDelete.key, tags.on_tag_delete)
     registry.register(ExternalTagShuffle.key, tags.on_tag_shuffle)
+    registry.register(TextMessage.key, optout.on_text_message)
     return registry

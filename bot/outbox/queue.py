@@ -82,6 +82,32 @@ def enqueue(
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
+def enqueue_many(session: Session, rows: list[dict[str, Any]], *, now: datetime) -> None:
+    """Insert many rows (each: key, kind, payload, and optionally due_at, expires_at, lane),
+    skipping keys that exist; for planners that queue hundreds of rows at once."""
+    if not rows:
+        return
+    values = [
+        {
+            "idempotency_key": row["key"],
+            "kind": row["kind"],
+            "lane": row.get("lane", NORMAL),
+            "payload": row["payload"],
+            "status": PENDING,
+            "attempts": 0,
+            "due_at": row.get("due_at") or now,
+            "expires_at": row.get("expires_at"),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(OutboxItem).on_conflict_do_nothing(index_elements=[OutboxItem.idempotency_key])
+    session.execute(stmt, values)
+
+
 def claim(
     session: Session,
     *,

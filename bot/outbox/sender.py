@@ -24,6 +24,7 @@ from bot.config import OutboxConfig, RetryConfig
 from bot.outbox import queue
 from bot.outbox.effects import Effect, EffectRegistry
 from bot.outbox.queue import Claimed
+from bot.privacy import hash_id
 from bot.store.db import Database
 from bot.wecom.errors import (
     ConfigurationError,
@@ -40,6 +41,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.outbox")
 
 BUSY = -1
+
+
+def _fields(item: Claimed, status: str, errcode: int | None = None) -> dict[str, Any]:
+    """Structured log fields of one row. The key is left out (a mark_tag key holds a
+    customer's external id); the customer appears only hashed."""
+    customer = item.payload.get("external_userid")
+    return {
+        "outbox_id": item.id,
+        "kind": item.kind,
+        "lane": item.lane,
+        "attempts": item.attempts + 1,
+        "status": status,
+        "errcode": errcode,
+        "customer": hash_id(customer) if isinstance(customer, str) and customer else None,
+    }
 
 
 @dataclass
@@ -144,7 +160,12 @@ class Sender:
         if item.expires_at is not None and now > item.expires_at:
             await self._finish(item, queue.EXPIRED, error="expired before it could be sent")
             self.stats.expired += 1
-            log.warning("outbox %s expired (kind %s)", item.id, item.kind)
+            log.warning(
+                "outbox %s expired (kind %s)",
+                item.id,
+                item.kind,
+                extra=_fields(item, queue.EXPIRED),
+            )
             return
         if item.recovered and not effect.idempotent and await self._reconcile(item, effect):
             return
@@ -155,6 +176,7 @@ class Sender:
             return
         await self._finish(item, queue.SENT, result=result, effect=effect)
         self.stats.sent += 1
+        log.info("outbox %s (%s) sent", item.id, item.kind, extra=_fields(item, queue.SENT))
 
     async def _reconcile(self, item: Claimed, effect: Effect) -> bool:
         """A non-idempotent call may have happened before a crash: look before repeating.
@@ -176,6 +198,12 @@ class Sender:
         if found is not None:
             await self._finish(item, queue.SENT, result=found, effect=effect)
             self.stats.reconciled += 1
+            log.info(
+                "outbox %s (%s) found done at WeCom",
+                item.id,
+                item.kind,
+                extra=_fields(item, queue.SENT),
+            )
             return True
         return False
 
@@ -224,7 +252,14 @@ class Sender:
             return
         # Final: configuration, permission, or a request WeCom will never accept.
         level = logging.ERROR if isinstance(exc, ConfigurationError) else logging.WARNING
-        log.log(level, "outbox %s (%s) failed for good: errcode %s", item.id, item.kind, code)
+        log.log(
+            level,
+            "outbox %s (%s) failed for good: errcode %s",
+            item.id,
+            item.kind,
+            code,
+            extra=_fields(item, queue.FAILED, code),
+        )
         await self._finish(item, queue.FAILED, error=str(exc), errcode=code)
         self.stats.failed += 1
 
@@ -235,7 +270,13 @@ class Sender:
         )
 
     async def _give_up(self, item: Claimed, exc: WeComError) -> None:
-        log.error("outbox %s (%s) gave up after %d attempts", item.id, item.kind, item.attempts + 1)
+        log.error(
+            "outbox %s (%s) gave up after %d attempts",
+            item.id,
+            item.kind,
+            item.attempts + 1,
+            extra=_fields(item, queue.DEAD, exc.errcode),
+        )
         await self._finish(item, queue.DEAD, error=f"gave up: {exc}", errcode=exc.errcode)
         self.stats.dead += 1
 

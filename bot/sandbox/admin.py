@@ -56,6 +56,7 @@ class AdminApi:
             "/deliveries": self._deliveries,
             "/messages": self._messages,
             "/tasks": self._tasks,
+            "/relations": self._relations,
         }
         actions: dict[str, Action] = {
             "/customers": self._add_customer,
@@ -140,6 +141,23 @@ class AdminApi:
 
     def _tasks(self, request: Request) -> Json:
         return {"tasks": list(self.world.tasks.values())}
+
+    def _relations(self, request: Request) -> Json:
+        """Every follow relation with its tags (what mark_tag changed), optionally of one
+        member (`?userid=`)."""
+        userid = request.query_params.get("userid")
+        return {
+            "relations": [
+                {
+                    "userid": r.userid,
+                    "external_userid": r.external_userid,
+                    "tag_ids": list(r.tag_ids),
+                    "alive": r.alive,
+                }
+                for r in self.world.relations.values()
+                if userid is None or r.userid == userid
+            ]
+        }
 
     # -- actions ------------------------------------------------------------------------
 

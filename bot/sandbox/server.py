@@ -7,6 +7,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -16,6 +17,7 @@ from bot.clock import SystemClock
 from bot.config import Settings
 from bot.sandbox.admin import AdminApi
 from bot.sandbox.api import TimeoutMode, WeComApi
+from bot.sandbox.bankfile import write_bank_file
 from bot.sandbox.branch import build_branch
 from bot.sandbox.callbacks import CallbackDeliverer
 from bot.sandbox.script import Script
@@ -139,10 +141,13 @@ def run_sandbox(
     managers: int = 5,
     customers: int = 300,
     groups: int = 12,
+    bank_file: Path | None = None,
 ) -> None:
     """Serve a freshly built branch on the system clock until interrupted (`bot sandbox`).
 
     Credentials come from the arguments, else from `settings`, else development defaults.
+    With `bank_file`, the bank's export of the branch is written there first (for
+    `bot import-customers`).
     """
     creds = resolve_credentials(
         settings,
@@ -168,5 +173,8 @@ def run_sandbox(
         groups=groups,
         rng=random.Random(seed + 1),
     )
+    if bank_file is not None:
+        today = world.clock.now().date()
+        write_bank_file(world, bank_file, today=today, rng=random.Random(seed + 2))
     app = create_sandbox_app(world, deliver_to=callback_url)
     uvicorn.run(app, host=host, port=port, log_level="info")

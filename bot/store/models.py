@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -473,3 +474,43 @@ class ReceiveCount(Base):
     target_kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- several instances on one database ----------------------------------------------------
+
+
+class RateBucket(Base):
+    """A rate-limit bucket shared by every process: an API path, or one member's app
+    messages. Reservations lock this row first, so they are serialised per bucket; it
+    also carries WeCom's 45009 pause."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(191), primary_key=True)
+    paused_until: Mapped[float] = mapped_column(Float, default=0.0)  # epoch seconds
+
+
+class RateSlice(Base):
+    """Calls reserved against a bucket in one fixed slice of time: 1 s slices for the
+    minute windows, 60 s slices for the hour windows (epoch seconds)."""
+
+    __tablename__ = "rate_slices"
+
+    bucket: Mapped[str] = mapped_column(String(191), primary_key=True)
+    resolution: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer)
+
+
+class LeaderLease(Base):
+    """Who runs the scheduler's leader-only jobs, until when. `term` goes up by one each
+    time the lease changes hands, so a log line or a row can say which leadership wrote it."""
+
+    __tablename__ = "leader_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    lease_until: Mapped[datetime]
+    term: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]

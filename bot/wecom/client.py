@@ -79,6 +79,9 @@ class ClientStats:
 
     calls: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # Every answer by errcode, 0 included (INVALID_RESPONSE_ERRCODE: no WeCom answer);
+    # with transport_errors this is the outcome of every call that left the limiter.
+    responses: Counter[tuple[str, int]] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     transport_errors: Counter[str] = field(default_factory=Counter)
     token_refused: int = 0
@@ -88,6 +91,7 @@ class ClientStats:
         return {
             "calls": dict(self.calls),
             "errors": {f"{path}:{code}": n for (path, code), n in self.errors.items()},
+            "responses": {f"{path}:{code}": n for (path, code), n in self.responses.items()},
             "retries": dict(self.retries),
             "transport_errors": dict(self.transport_errors),
             "token_refused": self.token_refused,
@@ -170,6 +174,7 @@ class _Core:
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("errcode", 0), int):
+            self.stats.responses[(path, INVALID_RESPONSE_ERRCODE)] += 1
             status = response.status_code
             if 400 <= status < 500:
                 raise RequestRejected(
@@ -179,6 +184,7 @@ class _Core:
             cls = WeComUnavailable if idempotent else OutcomeUnknown
             raise cls(INVALID_RESPONSE_ERRCODE, f"HTTP {status} without a WeCom answer", path)
         errcode: int = data.get("errcode", 0)
+        self.stats.responses[(path, errcode)] += 1
         if errcode != 0:
             self.stats.errors[(path, errcode)] += 1
             error = error_for(

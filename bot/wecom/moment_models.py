@@ -10,7 +10,7 @@ from typing import Annotated, Final, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.wecom.models import RequestModel, Text, WeComModel, WeComResponse, utf8_len
+from bot.wecom.models import RequestModel, Text, WeComModel, WeComResponse, check_bytes
 
 # Limits the add_moment_task page documents.
 MOMENT_TEXT_MAX_CHARS = 2_000
@@ -35,7 +35,11 @@ AttachmentMediaType = Literal["image", "video"]
 
 
 class MomentMedia(RequestModel):
-    """An image or video from `media/upload_attachment`."""
+    """An image or video from `media/upload_attachment`.
+
+    Not `bot.wecom.models.MediaRef`, though the JSON looks the same: a moment takes ids
+    from media/upload_attachment only, a mass-send ids from media/upload.
+    """
 
     media_id: str = Field(min_length=1)
 
@@ -50,11 +54,8 @@ class MomentLink(RequestModel):
     @field_validator("title")
     @classmethod
     def _title_size(cls, value: str | None) -> str | None:
-        if value is not None and utf8_len(value) > MOMENT_LINK_TITLE_MAX_BYTES:
-            raise ValueError(
-                f"link.title is {utf8_len(value)} bytes; WeCom allows at most "
-                f"{MOMENT_LINK_TITLE_MAX_BYTES}"
-            )
+        if value is not None:
+            check_bytes("link.title", value, MOMENT_LINK_TITLE_MAX_BYTES)
         return value
 
 
@@ -133,11 +134,7 @@ class MomentTaskRequest(RequestModel):
                 f"text.content is {len(content)} characters; WeCom allows at most "
                 f"{MOMENT_TEXT_MAX_CHARS}"
             )
-        if utf8_len(content) > MOMENT_TEXT_MAX_BYTES:
-            raise ValueError(
-                f"text.content is {utf8_len(content)} bytes; WeCom allows at most "
-                f"{MOMENT_TEXT_MAX_BYTES}"
-            )
+        check_bytes("text.content", content, MOMENT_TEXT_MAX_BYTES)
         attachments = self.attachments or []
         if not content and not attachments:
             raise ValueError("a moment needs text or at least one attachment")

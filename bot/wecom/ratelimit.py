@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from bot.clock import Clock
@@ -20,6 +21,17 @@ MEMBER_WINDOW_MARGIN_SECONDS: Final = 1.0
 _SWEEP_EVERY: Final = 1024
 
 
+@dataclass(frozen=True)
+class BucketUsage:
+    """One API path's calls in its current minute and hour windows, against the limits."""
+
+    minute: int
+    minute_limit: int
+    hour: int
+    hour_limit: int
+    paused_seconds: float
+
+
 class RateLimiter(Protocol):
     """What the client needs from a limiter; a database-backed one can share it across
     processes (the client itself only calls `acquire` and `pause`)."""
@@ -34,6 +46,10 @@ class RateLimiter(Protocol):
 
     def pause(self, path: str, seconds: float) -> None:
         """Allow no call to `path` for `seconds` (WeCom answered 45009)."""
+        ...
+
+    def usage(self) -> dict[str, BucketUsage]:
+        """Quota used now per API path (for metrics)."""
         ...
 
 
@@ -79,6 +95,11 @@ class SlidingWindow:
         else:
             self._slots.append([start, 1])
         self._total += 1
+
+    def used(self, now: float) -> int:
+        """Events still inside the window at `now`."""
+        self._expire(now)
+        return self._total
 
     def __len__(self) -> int:
         return self._total
@@ -161,6 +182,21 @@ class MemoryRateLimiter:
         until = self._clock.timestamp() + seconds
         self._paused_until[path] = max(self._paused_until.get(path, 0.0), until)
 
+    def usage(self) -> dict[str, BucketUsage]:
+        """Quota used now per API path: per-API buckets only (per-member windows are many
+        and short-lived, and their paths' own buckets already count every call)."""
+        now = self._clock.timestamp()
+        return {
+            path: BucketUsage(
+                minute=minute.used(now),
+                minute_limit=minute.limit,
+                hour=hour.used(now),
+                hour_limit=hour.limit,
+                paused_seconds=max(self._paused_until.get(path, 0.0) - now, 0.0),
+            )
+            for path, (minute, hour) in sorted(self._paths.items())
+        }
+
     def _maybe_sweep(self, now: float) -> None:
         # Members come and go; forget the ones with nothing left in their windows so the
         # map does not grow with every member the bot ever messaged.
@@ -183,6 +219,7 @@ __all__ = [
     "MEMBER_LIMITED_PATHS",
     "MEMBER_WINDOW_MARGIN_SECONDS",
     "MESSAGE_SEND",
+    "BucketUsage",
     "MemoryRateLimiter",
     "RateLimiter",
     "SlidingWindow",

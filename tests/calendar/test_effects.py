@@ -3,15 +3,14 @@ row, lost answers and crashes reconciled rather than repeated, fail_list caps gi
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.calendar.effects import (
     MASS_TASK,
@@ -20,21 +19,26 @@ from bot.calendar.effects import (
     create_mass_task,
 )
 from bot.clock import FrozenClock
-from bot.config import OutboxConfig, RetryConfig, WeComConfig
+from bot.config import OutboxConfig, RetryConfig
 from bot.outbox import queue
 from bot.outbox.kinds import default_effects
 from bot.outbox.sender import Sender
-from bot.sandbox import NewCustomer, Sandbox
 from bot.sandbox.models import MassTask as SandboxTask
 from bot.store.db import Database
-from bot.store.models import MassTask, OutboxItem, ReceiveCount, SlotRun, SlotTarget
-from bot.wecom.client import WeComClient
+from bot.store.models import MassTask, OutboxItem
+from tests.calendar.rig import (
+    WANG,
+    ZHANG,
+    CalendarRig,
+    insert_run,
+    insert_targets,
+    make_client,
+    make_sandbox,
+    make_sender,
+)
 
-ZHANG = "ZhangLi"
-WANG = "WangJianhua"
 ADD = "externalcontact/add_msg_template"
 LIST = "externalcontact/get_groupmsg_list_v2"
-PERIOD = "2026-11"
 TEXT = "周一财富早班车：天天盈本周七日年化 2.1%，详情点链接。"
 LINK: dict[str, Any] = {
     "msgtype": "link",
@@ -49,23 +53,15 @@ STRANGER = "wmstranger"
 
 
 @dataclass
-class Rig:
-    clock: FrozenClock
-    db: Database
-    sandbox: Sandbox
-    client: WeComClient
+class Rig(CalendarRig):
     sender: Sender
 
     @property
     def tasks(self) -> dict[str, SandboxTask]:
         return self.sandbox.world.tasks
 
-    def customers(self, n: int, userid: str = ZHANG) -> list[str]:
-        script = self.sandbox.script
-        exts = [
-            script.customer_adds_member(NewCustomer(f"客户{i}"), userid).external_userid
-            for i in range(n)
-        ]
+    def customers(self, n: int, userid: str = ZHANG, *, prefix: str = "客户") -> list[str]:
+        exts = super().customers(n, userid, prefix=prefix)
         self.sandbox.world.ledger.pending_callbacks.clear()
         return exts
 
@@ -73,36 +69,17 @@ class Rig:
         """A planned slot run whose targets are queued and counted against their cap."""
         now = self.clock.now()
 
-        def write(session: Any) -> int:
-            run = SlotRun(
+        def write(session: Session) -> int:
+            run_id = insert_run(
+                session,
                 slot_id=f"mon-wealth-brief-{kind}",
-                day=now.date(),
-                part="main",
                 channel=channel,
-                theme="周一财富早班车",
+                now=now,
+                day=now.date(),
                 template="calendar/mon_wealth_brief.md.j2",
-                fire_at=now,
-                status="planned",
-                planned_at=now,
-                stats={},
             )
-            session.add(run)
-            session.flush()
-            for target in targets:
-                session.add(
-                    SlotTarget(
-                        run_id=run.id,
-                        target_id=target,
-                        target_kind=kind,
-                        sender=ZHANG,
-                        status="queued",
-                        period=PERIOD,
-                    )
-                )
-                session.add(
-                    ReceiveCount(period=PERIOD, target_kind=kind, target_id=target, count=1)
-                )
-            return run.id
+            insert_targets(session, run_id, list(targets), kind=kind)
+            return run_id
 
         return self.db.call(write)
 
@@ -119,20 +96,6 @@ class Rig:
 
     def records(self) -> list[MassTask]:
         return self.db.call(lambda s: list(s.scalars(select(MassTask).order_by(MassTask.id))))
-
-    def target_statuses(self, run_id: int) -> dict[str, str]:
-        rows = self.db.call(
-            lambda s: s.execute(
-                select(SlotTarget.target_id, SlotTarget.status).where(SlotTarget.run_id == run_id)
-            ).all()
-        )
-        return dict(rows)
-
-    def counts(self) -> dict[str, int]:
-        rows = self.db.call(
-            lambda s: s.execute(select(ReceiveCount.target_id, ReceiveCount.count)).all()
-        )
-        return dict(rows)
 
     def calls(self, path: str) -> int:
         return len(self.sandbox.world.calls(path))
@@ -153,33 +116,12 @@ class Rig:
 
 @pytest.fixture
 async def rig(db: Database, clock: FrozenClock) -> AsyncIterator[Rig]:
-    sandbox = Sandbox.create(clock, seed=11)
-    world = sandbox.world
-    world.add_member(ZHANG, "张丽")
-    world.add_member(WANG, "王建华")
-    config = WeComConfig(
-        corp_id=world.corp_id,
-        agent_id=world.agent_id,
-        secret=SecretStr(world.secret),
-        api_base="http://sandbox/cgi-bin",
-    )
-    client = WeComClient(
-        config, db=db, clock=clock, transport=sandbox.api_transport(), rng=random.Random(7)
-    )
-    registry = default_effects()
-    sender = Sender(
-        db=db,
-        clock=clock,
-        client=client,
-        effects=registry,
-        config=OutboxConfig(lease_seconds=60),
-        retry=RetryConfig(),
-        worker_id="w1",
-        outbox=queue.Outbox(),
-        rng=random.Random(1),
-    )
-    yield Rig(clock, db, sandbox, client, sender)
-    await client.aclose()
+    sandbox = make_sandbox(clock, seed=11)
+    async with make_client(db, clock, sandbox, seed=7) as client:
+        sender = make_sender(
+            db, clock, client, config=OutboxConfig(lease_seconds=60), retry=RetryConfig()
+        )
+        yield Rig(db, clock, sandbox, client, sender)
 
 
 def single(

@@ -3,130 +3,40 @@
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from bot.calendar import caps
 from bot.calendar.notify import ManagerTasks, build_card, notice_key, plan_notices
-from bot.calendar.records import MASS_TASK, record_task_created
 from bot.clock import FrozenClock
-from bot.config import Settings, WeComConfig
+from bot.config import Settings
 from bot.outbox import queue
-from bot.outbox.kinds import APP_MESSAGE, default_effects
-from bot.outbox.sender import Sender
-from bot.sandbox import NewCustomer, Sandbox
+from bot.outbox.kinds import APP_MESSAGE
 from bot.store.db import Database
-from bot.store.models import MassTask, OutboxItem, SlotRun, SlotTarget
-from bot.wecom.client import WeComClient
+from bot.store.models import MassTask, OutboxItem, SlotRun
 from bot.wecom.models import TemplateCard
-
-ZHANG = "ZhangLi"
-WANG = "WangJianhua"
-DAY = date(2026, 11, 23)
+from tests.calendar.rig import (
+    DAY,
+    WANG,
+    ZHANG,
+    CalendarRig,
+    make_client,
+    make_sandbox,
+    make_sender,
+)
 
 
 @dataclass
-class Branch:
-    """The sandbox's WeCom, the bot's client on it, and the calendar's tables."""
-
-    db: Database
-    clock: FrozenClock
-    sandbox: Sandbox
-    client: WeComClient
+class Branch(CalendarRig):
     settings: Settings
 
-    def customers(self, n: int, userid: str) -> list[str]:
-        script = self.sandbox.script
-        return [
-            script.customer_adds_member(NewCustomer(f"客户{userid}{i}"), userid).external_userid
-            for i in range(n)
-        ]
-
-    def add_run(self, slot_id: str, *, channel: str, theme: str = "周一财富早班车") -> int:
-        run = SlotRun(
-            slot_id=slot_id,
-            day=DAY,
-            part="main",
-            channel=channel,
-            theme=theme,
-            template="calendar/t.md.j2",
-            fire_at=self.clock.now(),
-            status="planned",
-            planned_at=self.clock.now(),
-            stats={},
-        )
-
-        def write(s: Any) -> int:
-            s.add(run)
-            s.flush()
-            return int(run.id)
-
-        return self.db.call(write)
-
-    def queue_task(
-        self, run_id: int, sender: str, targets: list[str], *, index: int = 0, kind: str = "single"
-    ) -> dict[str, Any]:
-        """What the planner writes: the task row, its targets, their cap counts."""
-        key = f"cal:{run_id}:{index}:{sender}"
-        field_name = "external_userid" if kind == "single" else "chat_id_list"
-        payload = {
-            "key": key,
-            "run_id": run_id,
-            "chat_type": kind,
-            "sender": sender,
-            "text": f"第{index}条",
-            field_name: targets,
-        }
-        target_kind = caps.CUSTOMER if kind == "single" else caps.GROUP
-
-        def write(s: Any) -> None:
-            queue.enqueue(s, key=key, kind=MASS_TASK, payload=payload, now=self.clock.now())
-            for target in targets:
-                s.add(
-                    SlotTarget(
-                        run_id=run_id,
-                        target_id=target,
-                        target_kind=target_kind,
-                        sender=sender,
-                        task_key=key,
-                        status="queued",
-                        period="2026-11",
-                    )
-                )
-            caps.count_sends(s, target_kind, "2026-11", targets)
-
-        self.db.call(write)
-        return payload
-
-    async def create_task(self, payload: dict[str, Any]) -> str:
-        """WeCom accepts the task row: the row is sent and its mass_tasks row recorded."""
-        answer = await self.client.groupmsg.add_msg_template(
-            chat_type=payload["chat_type"],
-            external_userid=payload.get("external_userid"),
-            chat_id_list=payload.get("chat_id_list"),
-            sender=payload["sender"],
-            text=payload["text"],
-        )
-        result = {"msgid": answer.msgid, "fail_list": answer.fail_list}
-        now = self.clock.now()
-
-        def write(s: Any) -> None:
-            s.execute(
-                update(OutboxItem)
-                .where(OutboxItem.idempotency_key == payload["key"])
-                .values(status=queue.SENT, result=result, done_at=now)
-            )
-            record_task_created(s, payload, result, now)
-
-        self.db.call(write)
-        return answer.msgid
+    def customers(self, n: int, userid: str = ZHANG, *, prefix: str = "") -> list[str]:
+        # Named after their member, so no two customers on the cards share a name.
+        return super().customers(n, userid, prefix=prefix or f"客户{userid}")
 
     def fail_task(self, payload: dict[str, Any]) -> None:
         self.db.call(
@@ -151,21 +61,9 @@ class Branch:
 
 @pytest.fixture
 async def branch(db: Database, clock: FrozenClock) -> AsyncIterator[Branch]:
-    sandbox = Sandbox.create(clock, seed=11)
-    sandbox.world.add_member(ZHANG, "张丽")
-    sandbox.world.add_member(WANG, "王建华")
-    world = sandbox.world
-    config = WeComConfig(
-        corp_id=world.corp_id,
-        agent_id=world.agent_id,
-        secret=SecretStr(world.secret),
-        api_base="http://sandbox/cgi-bin",
-    )
-    client = WeComClient(
-        config, db=db, clock=clock, transport=sandbox.api_transport(), rng=random.Random(3)
-    )
-    yield Branch(db, clock, sandbox, client, Settings())
-    await client.aclose()
+    sandbox = make_sandbox(clock, seed=11)
+    async with make_client(db, clock, sandbox, seed=3) as client:
+        yield Branch(db, clock, sandbox, client, Settings())
 
 
 def notified_at(branch: Branch, run_id: int) -> datetime | None:
@@ -193,7 +91,7 @@ async def test_one_card_per_manager_per_run_with_counts(branch: Branch) -> None:
         branch.queue_task(single, ZHANG, zhang[3:], index=1),
         # One customer WeCom refuses at creation: the card counts those it accepted.
         branch.queue_task(single, WANG, [*wang, "wmstranger"], index=2),
-        branch.queue_task(grouped, ZHANG, groups, index=0, kind="group"),
+        branch.queue_task(grouped, ZHANG, groups, index=0, chat_type="group"),
     ]
     for payload in tasks:
         await branch.create_task(payload)
@@ -237,16 +135,12 @@ async def test_the_cards_reach_the_managers(branch: Branch) -> None:
     await branch.create_task(branch.queue_task(run, ZHANG, branch.customers(2, ZHANG)))
     await branch.create_task(branch.queue_task(run, WANG, branch.customers(1, WANG), index=1))
     assert branch.plan() == 2
-    sender = Sender(
-        db=branch.db,
-        clock=branch.clock,
-        client=branch.client,
-        effects=default_effects(),
+    sender = make_sender(
+        branch.db,
+        branch.clock,
+        branch.client,
         config=branch.settings.outbox,
         retry=branch.settings.wecom.retry,
-        worker_id="w1",
-        outbox=queue.Outbox(),
-        rng=random.Random(1),
     )
     assert await sender.drain() == 2
     world = branch.sandbox.world

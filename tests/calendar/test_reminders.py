@@ -3,31 +3,23 @@ WeCom's own limit is never hit), never for confirmed tasks, sent through the rea
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from bot.calendar import caps
-from bot.calendar.records import MASS_TASK, record_task_created
 from bot.calendar.reminders import REMIND_TASK, plan_reminders, remind_key
 from bot.calendar.results import pull_results
 from bot.clock import SHANGHAI, FrozenClock
-from bot.config import Settings, WeComConfig
-from bot.outbox import queue
-from bot.outbox.kinds import default_effects
+from bot.config import Settings
 from bot.outbox.sender import Sender
-from bot.sandbox import NewCustomer, Sandbox
 from bot.store.db import Database
-from bot.store.models import MassTask, OutboxItem, SlotRun, SlotTarget
-from bot.wecom.client import WeComClient
+from bot.store.models import MassTask, OutboxItem
+from tests.calendar.rig import ZHANG, CalendarRig, make_client, make_sandbox, make_sender
 
-ZHANG = "ZhangLi"
 REMIND = "externalcontact/remind_groupmsg_send"
 
 
@@ -37,11 +29,7 @@ def at(day: int, hhmm: str) -> datetime:
 
 
 @dataclass
-class Branch:
-    db: Database
-    clock: FrozenClock
-    sandbox: Sandbox
-    client: WeComClient
+class Branch(CalendarRig):
     settings: Settings
     sender: Sender
     run_id: int = 0
@@ -49,53 +37,14 @@ class Branch:
 
     async def task(self, n: int = 1, *, chat_type: str = "single") -> str:
         """A task as the planner queues it and WeCom accepts it: msgid."""
-        script = self.sandbox.script
         self.made += 1
-        key = f"cal:{self.run_id}:{self.made}:{ZHANG}"
         if chat_type == "single":
-            targets = [
-                script.customer_adds_member(
-                    NewCustomer(f"客户{self.made}-{i}"), ZHANG
-                ).external_userid
-                for i in range(n)
-            ]
-            answer = await self.client.groupmsg.add_msg_template(
-                external_userid=targets, sender=ZHANG, text=f"第{self.made}条"
-            )
+            targets = self.customers(n, ZHANG, prefix=f"客户{self.made}-")
         else:
+            script = self.sandbox.script
             targets = [script.create_group(ZHANG, f"群{self.made}-{i}").chat_id for i in range(n)]
-            answer = await self.client.groupmsg.add_msg_template(
-                chat_type="group", chat_id_list=targets, sender=ZHANG, text=f"第{self.made}条"
-            )
-        payload = {"key": key, "run_id": self.run_id, "chat_type": chat_type, "sender": ZHANG}
-        result = {"msgid": answer.msgid, "fail_list": answer.fail_list}
-        now = self.clock.now()
-        kind = caps.CUSTOMER if chat_type == "single" else caps.GROUP
-
-        def write(s: Any) -> None:
-            queue.enqueue(s, key=key, kind=MASS_TASK, payload=payload, now=now)
-            s.execute(
-                update(OutboxItem)
-                .where(OutboxItem.idempotency_key == key)
-                .values(status=queue.SENT, done_at=now)
-            )
-            for target in targets:
-                s.add(
-                    SlotTarget(
-                        run_id=self.run_id,
-                        target_id=target,
-                        target_kind=kind,
-                        sender=ZHANG,
-                        task_key=key,
-                        status="queued",
-                        period="2026-11",
-                    )
-                )
-            caps.count_sends(s, kind, "2026-11", targets)
-            record_task_created(s, payload, result, now)
-
-        self.db.call(write)
-        return answer.msgid
+        payload = self.queue_task(self.run_id, ZHANG, targets, index=self.made, chat_type=chat_type)
+        return await self.create_task(payload)
 
     def plan(self, when: datetime | None = None) -> int:
         if when is not None:
@@ -105,11 +54,7 @@ class Branch:
         )
 
     def reminded_at(self, msgid: str) -> list[str]:
-        return self.db.call(
-            lambda s: list(
-                s.scalars(select(MassTask).where(MassTask.msgid == msgid)).one().reminded_at
-            )
-        )
+        return list(self.mass_task(msgid).reminded_at)
 
     def remind_rows(self) -> list[OutboxItem]:
         return list(
@@ -133,50 +78,11 @@ def make_settings(**calendar: Any) -> Settings:
 
 
 async def make_branch(db: Database, clock: FrozenClock, settings: Settings) -> Branch:
-    sandbox = Sandbox.create(clock, seed=5)
-    sandbox.world.add_member(ZHANG, "张丽")
-    world = sandbox.world
-    config = WeComConfig(
-        corp_id=world.corp_id,
-        agent_id=world.agent_id,
-        secret=SecretStr(world.secret),
-        api_base="http://sandbox/cgi-bin",
-    )
-    client = WeComClient(
-        config, db=db, clock=clock, transport=sandbox.api_transport(), rng=random.Random(3)
-    )
-    effects = default_effects()
-    sender = Sender(
-        db=db,
-        clock=clock,
-        client=client,
-        effects=effects,
-        config=settings.outbox,
-        retry=settings.wecom.retry,
-        worker_id="w1",
-        outbox=queue.Outbox(),
-        rng=random.Random(1),
-    )
-    run = SlotRun(
-        slot_id="mon-vip",
-        day=date(2026, 11, 23),
-        part="main",
-        channel="single",
-        theme="周一财富早班车",
-        template="calendar/t.md.j2",
-        fire_at=clock.now(),
-        status="planned",
-        planned_at=clock.now(),
-        stats={},
-    )
-
-    def write(s: Any) -> int:
-        s.add(run)
-        s.flush()
-        return int(run.id)
-
+    sandbox = make_sandbox(clock, seed=5, members=[ZHANG])
+    client = make_client(db, clock, sandbox, seed=3)
+    sender = make_sender(db, clock, client, config=settings.outbox, retry=settings.wecom.retry)
     branch = Branch(db, clock, sandbox, client, settings, sender)
-    branch.run_id = db.call(write)
+    branch.run_id = branch.add_run("mon-vip", channel="single")
     return branch
 
 

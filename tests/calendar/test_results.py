@@ -3,71 +3,36 @@ and the 72 h finalisation of tasks nobody confirmed."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from bot.calendar import caps
-from bot.calendar.records import MASS_TASK, record_task_created
+from bot.calendar.records import record_task_created
 from bot.calendar.results import PullReport, SlotResult, pull_results, slot_results
 from bot.clock import FrozenClock, utc_from_timestamp
-from bot.config import Settings, WeComConfig
-from bot.outbox import queue
-from bot.sandbox import Limits, NewCustomer, ReceiveCap, Sandbox
+from bot.config import Settings
+from bot.sandbox import Limits, ReceiveCap
 from bot.store.db import Database
-from bot.store.models import MassTask, OutboxItem, ReceiveCount, SlotRun, SlotTarget
-from bot.wecom.client import WeComClient
+from bot.store.models import MassTask, ReceiveCount
+from tests.calendar.rig import THEME, ZHANG, CalendarRig, make_client, make_sandbox
 
-ZHANG = "ZhangLi"
-WANG = "WangJianhua"
-PERIOD = "2026-11"
 SEND_RESULT = "externalcontact/get_groupmsg_send_result"
 
 
 @dataclass
-class Branch:
-    db: Database
-    clock: FrozenClock
-    sandbox: Sandbox
-    client: WeComClient
+class Branch(CalendarRig):
     settings: Settings
     runs: dict[str, int] = field(default_factory=dict)
     made: int = 0
 
-    def customers(self, n: int, userid: str = ZHANG) -> list[str]:
-        script = self.sandbox.script
-        return [
-            script.customer_adds_member(NewCustomer(f"客户{i}"), userid).external_userid
-            for i in range(n)
-        ]
-
     def run(self, slot_id: str, channel: str = "single") -> int:
         if slot_id not in self.runs:
-            run = SlotRun(
-                slot_id=slot_id,
-                day=date(2026, 11, 23),
-                part="main",
-                channel=channel,
-                theme="周一财富早班车",
-                template="calendar/t.md.j2",
-                fire_at=self.clock.now(),
-                status="planned",
-                planned_at=self.clock.now(),
-                stats={},
-            )
-
-            def write(s: Any) -> int:
-                s.add(run)
-                s.flush()
-                return int(run.id)
-
-            self.runs[slot_id] = self.db.call(write)
+            self.runs[slot_id] = self.add_run(slot_id, channel=channel)
         return self.runs[slot_id]
 
     async def task(
@@ -77,73 +42,15 @@ class Branch:
         accepts it (mass_tasks row recorded, refusals given back)."""
         run_id = self.run(slot_id, chat_type)
         self.made += 1
-        key = f"cal:{run_id}:{self.made}:{ZHANG}"
-        kind = caps.CUSTOMER if chat_type == "single" else caps.GROUP
-        field_name = "external_userid" if chat_type == "single" else "chat_id_list"
-        payload: dict[str, Any] = {
-            "key": key,
-            "run_id": run_id,
-            "chat_type": chat_type,
-            "sender": ZHANG,
-            "text": "周一财富早班车",
-            field_name: targets,
-        }
-
-        def plan(s: Any) -> None:
-            queue.enqueue(s, key=key, kind=MASS_TASK, payload=payload, now=self.clock.now())
-            for target in targets:
-                s.add(
-                    SlotTarget(
-                        run_id=run_id,
-                        target_id=target,
-                        target_kind=kind,
-                        sender=ZHANG,
-                        task_key=key,
-                        status="queued",
-                        period=PERIOD,
-                    )
-                )
-            caps.count_sends(s, kind, PERIOD, targets)
-
-        self.db.call(plan)
-        answer = await self.client.groupmsg.add_msg_template(
-            chat_type="single" if chat_type == "single" else "group",
-            external_userid=targets if chat_type == "single" else None,
-            chat_id_list=targets if chat_type == "group" else None,
-            sender=ZHANG,
-            text=payload["text"],
+        payload = self.queue_task(
+            run_id, ZHANG, targets, index=self.made, chat_type=chat_type, text=THEME
         )
-        result = {"msgid": answer.msgid, "fail_list": answer.fail_list}
-        now = self.clock.now()
-
-        def created(s: Any) -> None:
-            s.execute(
-                update(OutboxItem)
-                .where(OutboxItem.idempotency_key == key)
-                .values(status=queue.SENT, done_at=now, result=result)
-            )
-            record_task_created(s, payload, result, now)
-
-        self.db.call(created)
-        return answer.msgid
+        return await self.create_task(payload)
 
     async def pull(self) -> PullReport:
         return await pull_results(
             self.client, self.db, settings=self.settings, now=self.clock.now()
         )
-
-    def mass_task(self, msgid: str) -> MassTask:
-        return self.db.call(
-            lambda s: s.scalars(select(MassTask).where(MassTask.msgid == msgid)).one()
-        )
-
-    def target_statuses(self) -> dict[str, str]:
-        query = select(SlotTarget.target_id, SlotTarget.status)
-        return dict(self.db.call(lambda s: s.execute(query).all()))
-
-    def counts(self) -> dict[str, int]:
-        query = select(ReceiveCount.target_id, ReceiveCount.count)
-        return dict(self.db.call(lambda s: s.execute(query).all()))
 
     def record(self, slot_id: str = "mon-vip") -> SlotResult:
         (result,) = self.db.call(lambda s: slot_results(s, [self.runs[slot_id]]))
@@ -153,21 +60,9 @@ class Branch:
 async def make_branch(
     db: Database, clock: FrozenClock, limits: Limits | None = None
 ) -> AsyncIterator[Branch]:
-    sandbox = Sandbox.create(clock, seed=9, limits=limits)
-    sandbox.world.add_member(ZHANG, "张丽")
-    sandbox.world.add_member(WANG, "王建华")
-    world = sandbox.world
-    config = WeComConfig(
-        corp_id=world.corp_id,
-        agent_id=world.agent_id,
-        secret=SecretStr(world.secret),
-        api_base="http://sandbox/cgi-bin",
-    )
-    client = WeComClient(
-        config, db=db, clock=clock, transport=sandbox.api_transport(), rng=random.Random(3)
-    )
-    yield Branch(db, clock, sandbox, client, Settings())
-    await client.aclose()
+    sandbox = make_sandbox(clock, seed=9, limits=limits)
+    async with make_client(db, clock, sandbox, seed=3) as client:
+        yield Branch(db, clock, sandbox, client, Settings())
 
 
 @pytest.fixture

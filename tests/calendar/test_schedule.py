@@ -50,6 +50,20 @@ def only_problem(folder: Path, content_root: Path | None = None) -> str:
     return found[0]
 
 
+def only_problem_at(folder: Path, text: str, needle: str, message: str) -> None:
+    """`text` as the folder's calendar has one problem, naming the line holding `needle`."""
+    path = write(folder, text)
+    found = only_problem(folder)
+    assert found.startswith(f"{path}:{line(path, needle)}: "), found
+    assert message in found
+
+
+def image_attachments(n: int) -> str:
+    return "    attachments:\n" + "".join(
+        f"      - image: {{url: 'https://a/{i}.png'}}\n" for i in range(n)
+    )
+
+
 # -- the default calendar ---------------------------------------------------------------------
 
 
@@ -232,10 +246,7 @@ def test_attachments_to_wecom(tmp_path: Path) -> None:
     ],
 )
 def test_slot_rule(tmp_path: Path, extra: str, needle: str, message: str) -> None:
-    path = write(tmp_path, SLOT + extra)
-    found = only_problem(tmp_path)
-    assert found.startswith(f"{path}:{line(path, needle)}: "), found
-    assert message in found
+    only_problem_at(tmp_path, SLOT + extra, needle, message)
 
 
 @pytest.mark.parametrize(
@@ -255,10 +266,7 @@ def test_slot_rule(tmp_path: Path, extra: str, needle: str, message: str) -> Non
 )
 def test_slot_field_rule(tmp_path: Path, old: str, new: str, needle: str, message: str) -> None:
     assert old in SLOT
-    path = write(tmp_path, SLOT.replace(old, new))
-    found = only_problem(tmp_path)
-    assert found.startswith(f"{path}:{line(path, needle)}: "), found
-    assert message in found
+    only_problem_at(tmp_path, SLOT.replace(old, new), needle, message)
 
 
 @pytest.mark.parametrize(
@@ -303,19 +311,16 @@ def test_slot_field_rule(tmp_path: Path, old: str, new: str, needle: str, messag
 def test_channel_field_mismatch(
     tmp_path: Path, channel: str, extra: str, needle: str, message: str
 ) -> None:
-    path = write(tmp_path, SLOT.replace("channel: group", f"channel: {channel}") + extra)
-    found = only_problem(tmp_path)
-    assert found.startswith(f"{path}:{line(path, needle)}: "), found
-    assert message in found
+    text = SLOT.replace("channel: group", f"channel: {channel}") + extra
+    only_problem_at(tmp_path, text, needle, message)
 
 
 def test_moments_accept_tags_audience_and_images(tmp_path: Path) -> None:
-    images = "".join(f"      - image: {{url: 'https://a/{i}.png'}}\n" for i in range(9))
     write(
         tmp_path,
         SLOT.replace("channel: group", "channel: moments")
-        + "    tags: [资产10万+]\n    audience: payroll\n    attachments:\n"
-        + images,
+        + "    tags: [资产10万+]\n    audience: payroll\n"
+        + image_attachments(9),
     )
     (slot,) = load_calendar(tmp_path).slots
     assert slot.tags == ("资产10万+",)
@@ -323,8 +328,7 @@ def test_moments_accept_tags_audience_and_images(tmp_path: Path) -> None:
 
 
 def test_at_most_nine_attachments(tmp_path: Path) -> None:
-    images = "".join(f"      - image: {{url: 'https://a/{i}.png'}}\n" for i in range(10))
-    path = write(tmp_path, SLOT + "    attachments:\n" + images)
+    path = write(tmp_path, SLOT + image_attachments(10))
     found = only_problem(tmp_path)
     where = f"{path}:{line(path, 'attachments:')}"
     assert found == f"{where}: attachments: at most 9 attachments (WeCom), found 10"

@@ -17,10 +17,10 @@ from typing import Any
 
 from bot.sandbox import errors
 from bot.sandbox.endpoints.base import ApiRequest, Endpoint, Json, utf8_len
-from bot.sandbox.endpoints.media import MEDIA_RULES, MIN_BYTES
+from bot.sandbox.endpoints.media import checked_upload, known_type, new_media_id, uploaded
 from bot.sandbox.errors import WeComError
 from bot.sandbox.models import MOMENT_JOB_DONE, AttachmentMedia, Moment, MomentJob
-from bot.sandbox.world import ALNUM, SandboxWorld
+from bot.sandbox.world import SandboxWorld
 
 TEXT_MAX_CHARS = 2000
 TEXT_MAX_BYTES = 4000
@@ -196,26 +196,16 @@ def _cancel_moment_task(req: ApiRequest) -> Json:
 
 def _upload_attachment(req: ApiRequest) -> Json:
     world = req.world
-    media_type = req.param("media_type")
-    if media_type not in MEDIA_RULES:
-        raise WeComError(errors.INVALID_TYPE, media_type)
+    media_type = known_type(req.param("media_type"))
     attachment_type = req.param("attachment_type")
     allowed = UPLOAD_KINDS.get(attachment_type)
     if allowed is None:
         raise WeComError(errors.INVALID_PARAMETER, f"invalid attachment_type {attachment_type!r}")
     if media_type not in allowed:
         raise WeComError(errors.INVALID_TYPE, f"{media_type} for attachment_type {attachment_type}")
-    upload = req.files.get("media")
-    if upload is None:
-        raise WeComError(errors.MISSING_MEDIA)
-    extensions, limit = MEDIA_RULES[media_type]
-    extension = upload.filename.rsplit(".", 1)[-1].lower() if "." in upload.filename else ""
-    if extensions is not None and extension not in extensions:
-        raise WeComError(errors.INVALID_MEDIA_TYPE, upload.filename)
-    if not MIN_BYTES <= len(upload.data) <= limit:
-        raise WeComError(errors.INVALID_MEDIA_SIZE, f"{len(upload.data)} bytes")
+    upload = checked_upload(req, media_type)
     media = AttachmentMedia(
-        "3" + world.random_string(63, ALNUM),
+        new_media_id(world),
         media_type,
         upload.filename,
         len(upload.data),
@@ -223,7 +213,7 @@ def _upload_attachment(req: ApiRequest) -> Json:
         int(attachment_type),
     )
     world.attachment_media[media.media_id] = media
-    return {"type": media_type, "media_id": media.media_id, "created_at": str(media.created_at)}
+    return uploaded(media)
 
 
 ENDPOINTS: dict[str, Endpoint] = {

@@ -26,6 +26,8 @@ _EXAMPLES = {
     Type.BOOL: "{name} == true",
 }
 _KIND_OF = {Type.TEXT: "text", Type.NUMBER: "number", Type.BOOL: "bool"}
+# A hundred years: further back than any relation or login, and `now - days` must stay a date.
+MAX_DAYS = 36_500
 
 
 def check(tree: Expr, source: str) -> None:
@@ -134,9 +136,14 @@ class _Checker:
 
     def argument(self, function: str, param: Type, arg: Lit) -> None:
         if param is Type.DAYS:
-            if arg.kind != "number" or not isinstance(arg.value, int) or arg.value < 0:
+            if (
+                arg.kind != "number"
+                or not isinstance(arg.value, int)
+                or not 0 <= arg.value <= MAX_DAYS
+            ):
                 raise self.fail(
-                    f"{function}() takes a whole number of days (0 or more), got {_describe(arg)}",
+                    f"{function}() takes a whole number of days (0 to {MAX_DAYS}), "
+                    f"got {_describe(arg)}",
                     arg.col,
                 )
         elif arg.kind != _KIND_OF[param]:

@@ -13,13 +13,22 @@ TokenKind = Literal[
 ]
 KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false"})
 MAX_LENGTH = 10_000
+# Numbers beyond this magnitude are refused: past 2^53 floats no longer hold every whole
+# number, SQLite's INTEGER ends at 2^63, and no amount or age comes near either.
+MAX_NUMBER = 2**53
+# NUL and lone surrogates (what undecodable command-line bytes become) cannot be sent to a
+# database as text.
+_UNENCODABLE = re.compile("[\x00\ud800-\udfff]")
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"\d[\d_]*(\.\d+)?([eE][+-]?\d+)?")
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
 # Chinese units, because operators write amounts the way the bank does: 50万, 1.2亿.
 _UNITS = {"万": 10_000, "亿": 100_000_000}
-_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t"}
+# JSON's escapes (to_source prints text as JSON), plus \' for single-quoted text.
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b"}
+_ESCAPES |= {"f": "\f", "/": "/"}
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 # Characters a Chinese input method produces in place of the ASCII ones the grammar uses.
 _FULL_WIDTH = {
     "（": "(",
@@ -76,6 +85,12 @@ def tokenize(source: str) -> list[Token]:
             source,
             MAX_LENGTH + 1,
         )
+    if bad := _UNENCODABLE.search(source):
+        raise ExpressionError(
+            f"unexpected character {bad.group()!r}: check the expression's encoding",
+            source,
+            bad.start() + 1,
+        )
     tokens: list[Token] = []
     i = 0
     while i < len(source):
@@ -86,7 +101,8 @@ def tokenize(source: str) -> list[Token]:
         elif ch in "\"'":
             token, i = _string(source, i)
             tokens.append(token)
-        elif ch.isdigit() or (ch == "-" and source[i + 1 : i + 2].isdigit()):
+        # isdecimal, not isdigit: "²" is a digit but no number the grammar can read.
+        elif ch.isdecimal() or (ch == "-" and source[i + 1 : i + 2].isdecimal()):
             token, i = _number(source, i)
             tokens.append(token)
         elif match := _IDENT.match(source, i):
@@ -119,11 +135,23 @@ def _string(source: str, start: int) -> tuple[Token, int]:
         if ch == quote:
             text = source[start : i + 1]
             return Token("string", text, start + 1, "".join(chars)), i + 1
+        if ch == "\\" and source[i + 1 : i + 2] == "u" and _HEX4.fullmatch(source, i + 2, i + 6):
+            code = chr(int(source[i + 2 : i + 6], 16))
+            if _UNENCODABLE.match(code):
+                raise ExpressionError(
+                    f"escape '{source[i : i + 6]}' is not a character text may hold",
+                    source,
+                    i + 1,
+                    6,
+                )
+            chars.append(code)
+            i += 6
+            continue
         if ch == "\\":
             escaped = source[i + 1 : i + 2]
             if escaped not in _ESCAPES:
                 raise ExpressionError(
-                    f"unknown escape '\\{escaped}' in text (use \\\" \\' \\\\ \\n \\t)",
+                    f"unknown escape '\\{escaped}' in text (use \\\" \\' \\\\ \\n \\t \\uXXXX)",
                     source,
                     i + 1,
                     2,
@@ -145,7 +173,10 @@ def _number(source: str, start: int) -> tuple[Token, int]:
     assert match is not None  # the caller saw a digit here
     end = match.end()
     raw = match.group().replace("_", "")
-    value: int | float = float(raw) if any(c in raw for c in ".eE") else int(raw)
+    try:
+        value: int | float = float(raw) if any(c in raw for c in ".eE") else int(raw)
+    except ValueError:  # more digits than int() converts
+        raise _out_of_range(source, start, end) from None
     if source[end : end + 1] in _UNITS:
         value = value * _UNITS[source[end]]
         end += 1
@@ -155,7 +186,18 @@ def _number(source: str, start: int) -> tuple[Token, int]:
         raise ExpressionError(
             f"malformed number {source[start : end + 1]!r}", source, start + 1, end + 1 - start
         )
+    if abs(value) > MAX_NUMBER:
+        raise _out_of_range(source, start, end)
     return Token("number", source[start:end], start + 1, sign * value), end
+
+
+def _out_of_range(source: str, start: int, end: int) -> ExpressionError:
+    return ExpressionError(
+        f"number {source[start:end]} is out of range (at most {MAX_NUMBER:_} either way)",
+        source,
+        start + 1,
+        end - start,
+    )
 
 
 def _bad_character(source: str, i: int) -> ExpressionError:
