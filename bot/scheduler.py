@@ -107,7 +107,6 @@ class Ticker:
                 # APScheduler takes whole seconds only.
                 misfire_grace_time=max(1, int(self.leader.renew_seconds)),
             )
-            self._first_renewal = asyncio.get_running_loop().create_task(self.leader.renew())
         scheduler.add_job(
             partial(self.as_leader, self.housekeeping),
             "cron",
@@ -142,6 +141,16 @@ class Ticker:
         self._calendar_jobs(scheduler)
         scheduler.start()
         self._scheduler = scheduler
+        self._first_renewal = asyncio.get_running_loop().create_task(self._startup())
+
+    async def _startup(self) -> bool:
+        """Take (or learn of) the lease at once, then look at the calendar at once: a slot
+        missed while the bot was down still has its lateness window, and it is running."""
+        if self.leader is not None:
+            await self.leader.renew()
+        if self.settings.calendar.enabled:
+            return await self.as_leader(self.calendar_slots)
+        return False
 
     def _calendar_jobs(self, scheduler: AsyncIOScheduler) -> None:
         """The calendar's clock. What is due lives in the database (slot runs, outbox rows),

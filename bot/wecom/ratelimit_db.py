@@ -172,11 +172,20 @@ def lock_buckets(session: Session, keys: Sequence[str]) -> dict[str, float]:
     if not keys:
         return {}
     insert = postgresql.insert if _is_postgres(session) else sqlite.insert
-    statement = insert(RateBucket).values([{"key": k, "paused_until": 0.0} for k in sorted(keys)])
-    locking = statement.on_conflict_do_update(
-        index_elements=[RateBucket.key], set_={"paused_until": RateBucket.paused_until}
-    ).returning(RateBucket.key, RateBucket.paused_until)
-    return {key: float(until) for key, until in session.execute(locking).all()}
+    statement = (
+        insert(RateBucket)
+        .on_conflict_do_update(
+            index_elements=[RateBucket.key], set_={"paused_until": RateBucket.paused_until}
+        )
+        .returning(RateBucket.key, RateBucket.paused_until)
+    )
+    # Parameters apart from the statement keep it in SQLAlchemy's compiled cache (a
+    # multi-row .values() is compiled anew each time); sent as one multi-row INSERT, in
+    # key order.
+    rows = session.connection().execute(
+        statement, [{"key": key, "paused_until": 0.0} for key in sorted(keys)]
+    )
+    return {key: float(until) for key, until in rows.all()}
 
 
 def give_back(session: Session, back: GiveBack) -> None:
@@ -228,13 +237,12 @@ def add_to_slices(session: Session, grants: dict[str, int], now: float) -> None:
         for res in SLICES
     ]
     insert = postgresql.insert if _is_postgres(session) else sqlite.insert
-    statement = insert(RateSlice).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[RateSlice.bucket, RateSlice.resolution, RateSlice.start],
-            set_={"used": RateSlice.used + statement.excluded.used},
-        )
+    statement = insert(RateSlice)
+    upsert = statement.on_conflict_do_update(
+        index_elements=[RateSlice.bucket, RateSlice.resolution, RateSlice.start],
+        set_={"used": RateSlice.used + statement.excluded.used},
     )
+    session.connection().execute(upsert, rows)
 
 
 def reserve_in_db(

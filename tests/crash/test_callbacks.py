@@ -18,6 +18,7 @@ from tests.crash.deliveries import Delivery, deliver, make_requests, msgid_index
 from tests.crash.procs import Processes, crash_env, free_port, poll, wait_port
 
 log = logging.getLogger("tests.crash")
+pytestmark = pytest.mark.slow
 
 BURST = 1500
 CONNECTIONS = 16

@@ -24,6 +24,7 @@ from tests.crash.procs import Processes, crash_env, free_port, poll
 from tests.crash.results import as_dict
 
 log = logging.getLogger("tests.crash")
+pytestmark = pytest.mark.slow
 
 # Kill once this many tasks exist: some, far from all, and not a multiple of the batch size
 # (20), so calls are in flight.

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 from bot.clock import SystemClock
@@ -32,8 +33,9 @@ from tests.crash.pgprivate import PrivatePostgres
 from tests.crash.procs import Processes, crash_env, free_port, poll, wait_port
 
 log = logging.getLogger("tests.crash")
+pytestmark = pytest.mark.slow
 
-CALLBACKS = 6000
+CALLBACKS = 4000
 CONNECTIONS = 8
 PACE = 0.01
 RESTART_AFTER = 100  # mark_tag rows sent before the restart

@@ -14,12 +14,15 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
+
 from tests.crash.databases import Databases, Engine, Peek
 from tests.crash.procs import Processes, crash_env, free_port, poll
 from tests.crash.results import as_dict
 from tests.crash.sandbox import MARK_TAG, ready, start_sandbox
 
 log = logging.getLogger("tests.crash")
+pytestmark = pytest.mark.slow
 
 CUSTOMERS = 2200
 KILL_AFTER = 410  # not a multiple of the batch size: the kill lands mid-batch
