@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -576,9 +577,11 @@ def report(results: list[EngineResult], args: argparse.Namespace, load: str) -> 
     if len(versions) > 1:
         code = f"**the planning code changed during the run ({', '.join(versions)})**"
     lines = [
-        f"{args.groups:,} groups and {args.customers:,} customers (500 managers); median of "
-        f"{runs} run{'s' if runs != 1 else ''}, each measurement in a fresh process; "
-        f"1-minute load average {load} on {os.cpu_count()} cores (noisy); {code}.",
+        _wrap(
+            f"{args.groups:,} groups and {args.customers:,} customers (500 managers); median "
+            f"of {runs} run{'s' if runs != 1 else ''}, each measurement in a fresh process; "
+            f"1-minute load average {load} on {os.cpu_count()} cores (noisy); {code}."
+        ),
         "",
         "| engine | slot | compute s | commit s | total s | target | × target | CPU s "
         "| peak RSS MB | × 500 MB |",
@@ -618,8 +621,13 @@ def report(results: list[EngineResult], args: argparse.Namespace, load: str) -> 
         for r in results
         for key, *_ in CASES
     ]
-    lines += ["", "Every run (total s): " + "; ".join(spread) + "."]
+    lines += ["", _wrap("Every run (total s): " + "; ".join(spread) + ".")]
     return "\n".join(lines)
+
+
+def _wrap(paragraph: str, indent: str = "") -> str:
+    """Prose at the page's width (tables stay on one line each)."""
+    return textwrap.fill(paragraph, width=92, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def write_docs(body: str) -> None:
@@ -673,7 +681,7 @@ def docs_body(table: str, results: list[EngineResult]) -> str:
         "machine: 2 cores, noisy (other work running), so medians and ratios matter more "
         "than absolutes."
     )
-    return "\n".join([intro, "", table, "", *verdicts])
+    return "\n".join([_wrap(intro), "", table, "", *(_wrap(v, "  ") for v in verdicts)])
 
 
 # -- main ---------------------------------------------------------------------------------------

@@ -173,17 +173,19 @@ def _commit(db: Database, plan: SlotPlan, *, settings: Settings, now: datetime) 
     if plan.error:
         log.error("slot %s on %s not planned: %s", occ.slot_id, occ.day, plan.error)
         return RunOutcome(occ.slot_id, occ.day, plan.part, "failed", run_id, note=plan.error)
-    if run_id is not None:
-        log.info(
-            "slot %s on %s (%s): %d target(s) in %d task(s), %d deferred, dropped %s",
-            occ.slot_id,
-            occ.day,
-            plan.part,
-            plan.reached,
-            len(plan.tasks),
-            sum(len(t) for t in plan.deferred.values()),
-            dict(plan.dropped),
-        )
+    if run_id is None:
+        # Another instance (or an earlier tick) planned this slot part first.
+        return RunOutcome(occ.slot_id, occ.day, plan.part, "already", None)
+    log.info(
+        "slot %s on %s (%s): %d target(s) in %d task(s), %d deferred, dropped %s",
+        occ.slot_id,
+        occ.day,
+        plan.part,
+        plan.reached,
+        len(plan.tasks),
+        sum(len(t) for t in plan.deferred.values()),
+        dict(plan.dropped),
+    )
     return RunOutcome(
         occ.slot_id, occ.day, plan.part, "planned", run_id, plan.reached, len(plan.tasks)
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -147,6 +147,8 @@ def compute_plan(
     try:
         if occ.channel == "moments":
             return _moment_plan(db, plan, settings=settings, content=content)
+        if run_id is None and part == MAIN and _planned_already(db, plan):
+            return plan
         if run_id is None:
             targets = _fresh_targets(db, occ, kind)
         else:
@@ -160,6 +162,35 @@ def compute_plan(
         plan.tasks = []
         plan.deferred = {}
     return plan
+
+
+def _planned_already(db: Database, plan: SlotPlan) -> bool:
+    """Whether this slot ran today already; if so, say how many it reached (and skip the
+    audience: a million customers are not worth reading to learn that all are done)."""
+    occ = plan.occurrence
+
+    def read(session: Session) -> int | None:
+        run = session.execute(
+            select(SlotRun.id).where(
+                SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day, SlotRun.part == MAIN
+            )
+        ).scalar_one_or_none()
+        if run is None:
+            return None
+        reached = session.execute(
+            select(func.count())
+            .select_from(SlotTarget)
+            .join(SlotRun, SlotRun.id == SlotTarget.run_id)
+            .where(SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day)
+        ).scalar_one()
+        return int(reached)
+
+    reached = db.call(read)
+    if reached is None:
+        return False
+    plan.matched = reached
+    plan.dropped["already"] = reached
+    return True
 
 
 def _fresh_targets(db: Database, occ: Occurrence, kind: str) -> Targets:
