@@ -7,18 +7,18 @@ a segment (银发群, 理财交流群, 代发群); 1,000,000 customers, each fol
 to their contact windows), ~1 % opted out, ~3 % of customers and 1 % of groups already at
 the month's receive cap (receive_counts rows).
 
-The calendar (written to a temporary folder, as the planner tests do) has two Monday
-08:30 slots for 2026-11-23: one group post to every group, its copy naming each group
-(rendered per group), and one 1:1 post to `tag("代发客户")`, its copy naming the sending
-manager (rendered per sender). 08:30 is before the seniors' first window (09:00), so the
-seniors and the 银发群 groups are deferred to a 09:00 part.
+The calendar (written to a temporary folder, as the planner tests do) has three Monday
+08:30 slots for 2026-11-23: two group posts to every group, one with the same copy for all
+of an owner's groups (rendered per sender: one task per owner) and one naming each group
+(rendered per group: one task per group), and a 1:1 post to `tag("代发客户")`, its copy
+naming the sending manager (rendered per sender). 08:30 is before the seniors' first
+window (09:00), so the seniors and the 银发群 groups are deferred to a 09:00 part.
 
 Measured, each in a child process of its own (peak RSS from `resource.getrusage`), after
-the runs' planning state was deleted (slot runs, targets, outbox rows, receive counts the
-previous run wrote):
-- the group slot: `compute_plan` + `commit_plan`, then a re-run of the same slot (a
-  second instance or a restart: it must find the run and write nothing);
-- the 1:1 slot: the same, with the split between computing and committing.
+the run's planning state was deleted (slot runs, targets, outbox rows and receive counts
+the previous run wrote): `compute_plan` + `commit_plan` of each slot, the split between
+the two, and for the shared-copy group slot and the 1:1 slot a re-run right after (a
+second instance or a restart: it must find the run and write nothing).
 
     .venv/bin/python -m bench.plan [--engines sqlite,postgresql] [--runs 3]
         [--customers 1000000] [--groups 10000] [--rebuild] [--profile] [--docs]
@@ -26,7 +26,7 @@ previous run wrote):
 
 `--profile` adds one run of each slot under cProfile per engine (top entries printed, the
 full profiles saved under bench/out/); `--docs` writes the report into its section of
-docs/benchmarks.md.
+docs/benchmarks.md, replacing the whole section (notes added to it by hand included).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from bench.audience import POSTGRES_FORMAT, SQLITE_FORMAT, Format, migrate, open_database
 from bot.calendar.content import ContentLibrary
@@ -440,7 +441,7 @@ def _peak_rss_mb() -> float:
 
 
 def _counts(db: Database) -> tuple[int, int]:
-    def read(session: Any) -> tuple[int, int]:
+    def read(session: Session) -> tuple[int, int]:
         outbox = session.execute(text("SELECT count(*) FROM outbox")).scalar_one()
         targets = session.execute(text("SELECT count(*) FROM slot_targets")).scalar_one()
         return int(outbox), int(targets)
