@@ -501,14 +501,16 @@ class _Loader:
             )
         if spec.channel == "single" and spec.audience is None:
             self.problem(doc, loc, "a single slot needs audience: (which customers get it)")
-        if spec.channel == "moments":
-            kinds = [a.kind for a in _attachments(spec)]
-            if "miniprogram" in kinds or ("link" in kinds and len(kinds) > 1):
-                self.problem(
-                    doc,
-                    (*loc, "attachments"),
-                    "moments take up to 9 images, or one link, and no mini-programs",
-                )
+        if spec.channel == "moments" and spec.attachments:
+            # WeCom wants every moments image and link cover uploaded first
+            # (media/upload_attachment), which the calendar does not do: refuse here rather
+            # than fail at send time.
+            self.problem(
+                doc,
+                (*loc, "attachments"),
+                "moments posts are text only here (WeCom needs moments media uploaded "
+                "first); put the link in the text",
+            )
 
     def check_expressions(self, doc: YamlDocument, loc: Loc, spec: SlotSpec) -> None:
         for key, source in (("audience", spec.audience), ("groups", spec.groups)):

@@ -298,13 +298,13 @@ def test_slot_field_rule(tmp_path: Path, old: str, new: str, needle: str, messag
             "    attachments:\n"
             "      - miniprogram: {title: t, appid: wx1, page: p, cover_media: m}\n",
             "attachments:",
-            "moments take up to 9 images, or one link",
+            "moments posts are text only here",
         ),
         (
             "moments",
             "    attachments:\n      - link: {title: t, url: 'https://a'}\n      - image: {url: 'https://a/i'}\n",
             "attachments:",
-            "moments take up to 9 images, or one link",
+            "moments posts are text only here",
         ),
     ],
 )
@@ -315,16 +315,14 @@ def test_channel_field_mismatch(
     only_problem_at(tmp_path, text, needle, message)
 
 
-def test_moments_accept_tags_audience_and_images(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        SLOT.replace("channel: group", "channel: moments")
-        + "    tags: [资产10万+]\n    audience: payroll\n"
-        + image_attachments(9),
-    )
+def test_moments_accept_tags_and_audience_but_no_attachments(tmp_path: Path) -> None:
+    moments = SLOT.replace("channel: group", "channel: moments")
+    write(tmp_path, moments + "    tags: [资产10万+]\n    audience: payroll\n")
     (slot,) = load_calendar(tmp_path).slots
     assert slot.tags == ("资产10万+",)
-    assert len(slot.attachments) == 9
+    assert slot.attachments == ()
+    text = moments + "    tags: [资产10万+]\n" + image_attachments(1)
+    only_problem_at(tmp_path, text, "attachments:", "moments posts are text only here")
 
 
 def test_at_most_nine_attachments(tmp_path: Path) -> None:
