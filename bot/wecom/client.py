@@ -392,7 +392,7 @@ class WeComClient:
         for member in members or (None,):
             if self._wait_for_quota:
                 await core.limiter.acquire(path, member)
-            elif (wait := core.limiter.reserve(path, member)) > 0:
+            elif (wait := await core.limiter.reserve_async(path, member)) > 0:
                 raise QuotaWait(path, wait)
         core.stats.calls[path] += 1
         request = core.http.build_request(method, path, params=params, json=json, files=files)

@@ -44,6 +44,10 @@ class RateLimiter(Protocol):
         """0.0 and the call taken if allowed now; else seconds to wait, nothing taken."""
         ...
 
+    async def reserve_async(self, path: str, member: str | None = None) -> float:
+        """`reserve` for the event loop: a limiter that may need I/O does it off the loop."""
+        ...
+
     def pause(self, path: str, seconds: float) -> None:
         """Allow no call to `path` for `seconds` (WeCom answered 45009)."""
         ...
@@ -157,6 +161,9 @@ class MemoryRateLimiter:
         if member is not None and path in MEMBER_LIMITED_PATHS:
             windows.extend(self._member_windows(path, member))
         return windows
+
+    async def reserve_async(self, path: str, member: str | None = None) -> float:
+        return self.reserve(path, member)  # in memory: nothing to wait for
 
     def reserve(self, path: str, member: str | None = None) -> float:
         """0.0 and the call taken if allowed now; else seconds to wait, nothing taken."""

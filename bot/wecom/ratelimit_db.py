@@ -429,6 +429,20 @@ class DatabaseRateLimiter:
             raise
         return self._apply(plan, verdict)
 
+    async def reserve_async(self, path: str, member: str | None = None) -> float:
+        """`reserve` without blocking the event loop: the database round trip, when the
+        in-process block cannot answer, runs on a worker thread (callback acknowledgements
+        share the loop)."""
+        decided, plan = self._local_or_plan(path, member)
+        if plan is None:
+            return decided
+        try:
+            verdict = await self._db.run(plan.run)
+        except BaseException:  # cancelled too: the call will not be made
+            self._abandon(plan)
+            raise
+        return self._apply(plan, verdict)
+
     async def acquire(self, path: str, member: str | None = None) -> None:
         """Wait (with the clock's sleep) until a call to `path` is allowed, then take it."""
         while True:

@@ -252,3 +252,17 @@ def test_create_app_picks_the_limiter_by_engine_and_switch(
     # YAML reads a bare on/off as a boolean.
     settings = build_settings({"wecom": {"shared_rate_limits": True}}, {}, base_dir=tmp_path)
     assert settings.wecom.shared_rate_limits == "on"
+
+
+async def test_reserve_async_shares_the_budget_with_the_other_instance(
+    db: Database, twin: Database, clock: FrozenClock
+) -> None:
+    # The event-loop path (round trips on a worker thread) counts like `reserve`: two
+    # instances, one using each, never exceed the minute's 40 together.
+    a, b = limiter(db, clock), limiter(twin, clock)
+    granted = 0
+    for _ in range(60):
+        granted += await a.reserve_async(PATH) == 0.0
+        granted += b.reserve(PATH) == 0.0
+    assert granted == 40
+    assert await a.reserve_async(PATH) > 0
