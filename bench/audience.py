@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench.loading import Rows, load_rows
 from bot.store.db import Database, make_engine, normalise_url
 from bot.store.migrate import upgrade
 from bot.tagging import audience
@@ -194,8 +195,6 @@ SQLITE_FORMAT = Format(
 )
 POSTGRES_FORMAT = Format(dt=lambda v: v, flag=lambda v: v)
 
-Rows = dict[str, list[tuple[Any, ...]]]
-
 
 def customer_id(i: int) -> str:
     return f"wmBench{i:025d}"
@@ -337,10 +336,8 @@ def rebuild(db: Database, n: int) -> None:
     with db.engine.begin() as conn:
         for name, _sql in indexes:
             conn.execute(text(f'DROP INDEX "{name}"'))
-    if db.is_postgres:
-        _load_postgres(db, n)
-    else:
-        _load_sqlite(db, n)
+    fmt = POSTGRES_FORMAT if db.is_postgres else SQLITE_FORMAT
+    load_rows(db, chain([static_rows(fmt)], customer_rows(n, fmt)), TABLES, _progress)
     with db.engine.begin() as conn:
         for name, sql in indexes:
             print(f"  index {name}", flush=True)
@@ -352,45 +349,6 @@ def rebuild(db: Database, n: int) -> None:
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE" if db.is_postgres else "ANALYZE"))
     print(f"  loaded in {time.perf_counter() - started:.0f} s")
-
-
-def _load_sqlite(db: Database, n: int) -> None:
-    raw = db.engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("PRAGMA synchronous=OFF")
-        for rows in chain([static_rows(SQLITE_FORMAT)], customer_rows(n, SQLITE_FORMAT)):
-            cur.execute("BEGIN")
-            for table, values in rows.items():
-                if values:
-                    cols = TABLES[table]
-                    names = ", ".join(f'"{c}"' for c in cols)
-                    marks = ", ".join("?" * len(cols))
-                    sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"
-                    cur.executemany(sql, values)
-            cur.execute("COMMIT")
-            _progress(rows)
-    finally:
-        raw.close()
-
-
-def _load_postgres(db: Database, n: int) -> None:
-    raw = db.engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        # Foreign-key triggers per row would dominate a bulk load; the generator is consistent.
-        cur.execute("SET session_replication_role = replica")
-        for rows in chain([static_rows(POSTGRES_FORMAT)], customer_rows(n, POSTGRES_FORMAT)):
-            for table, values in rows.items():
-                if values:
-                    cols = ", ".join(f'"{c}"' for c in TABLES[table])
-                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                        for row in values:
-                            copy.write_row(row)
-            raw.commit()
-            _progress(rows)
-    finally:
-        raw.close()
 
 
 def _progress(rows: Rows) -> None:

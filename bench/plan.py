@@ -51,13 +51,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import chain
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.audience import POSTGRES_FORMAT, SQLITE_FORMAT, Format, migrate, open_database
+from bench.loading import Rows, load_rows
 from bot.calendar.content import ContentLibrary
 from bot.calendar.occurrences import Occurrence, occurrences_on
 from bot.calendar.planner import DROP_REASONS, commit_plan, compute_plan
@@ -166,8 +166,6 @@ TABLES: dict[str, list[str]] = {
     "receive_counts": ["period", "target_kind", "target_id", "count"],
 }
 BIG_TABLES = ["customers", "follow_relations", "customer_tags", "receive_counts"]
-
-Rows = dict[str, list[tuple[Any, ...]]]
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -284,10 +282,7 @@ def rebuild(db: Database, customers: int, groups: int) -> None:
             conn.execute(text(f'DROP INDEX "{name}"'))
     fmt = POSTGRES_FORMAT if db.is_postgres else SQLITE_FORMAT
     chunks = chain([static_rows(groups, fmt)], customer_rows(customers, fmt))
-    if db.is_postgres:
-        _load_postgres(db, chunks)
-    else:
-        _load_sqlite(db, chunks)
+    load_rows(db, chunks, TABLES, _progress)
     print()
     with db.engine.begin() as conn:
         for name, sql in indexes:
@@ -301,47 +296,6 @@ def rebuild(db: Database, customers: int, groups: int) -> None:
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE" if db.is_postgres else "ANALYZE"))
     print(f"  loaded in {time.perf_counter() - started:.0f} s")
-
-
-def _insert_sql(table: str, placeholder: str) -> str:
-    cols = TABLES[table]
-    names = ", ".join(f'"{c}"' for c in cols)
-    return f"INSERT INTO {table} ({names}) VALUES ({', '.join([placeholder] * len(cols))})"
-
-
-def _load_sqlite(db: Database, chunks: Iterator[Rows]) -> None:
-    raw = db.engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("PRAGMA synchronous=OFF")
-        for rows in chunks:
-            cur.execute("BEGIN")
-            for table, values in rows.items():
-                if values:
-                    cur.executemany(_insert_sql(table, "?"), values)
-            cur.execute("COMMIT")
-            _progress(rows)
-    finally:
-        raw.close()
-
-
-def _load_postgres(db: Database, chunks: Iterator[Rows]) -> None:
-    raw = db.engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        # Foreign-key triggers per row would dominate a bulk load; the generator is consistent.
-        cur.execute("SET session_replication_role = replica")
-        for rows in chunks:
-            for table, values in rows.items():
-                if values:
-                    cols = ", ".join(f'"{c}"' for c in TABLES[table])
-                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                        for row in values:
-                            copy.write_row(row)
-            raw.commit()
-            _progress(rows)
-    finally:
-        raw.close()
 
 
 def _progress(rows: Rows) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
@@ -44,6 +45,28 @@ def purge_inbox(session: Session, *, before: datetime) -> int:
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _job(
+    scheduler: AsyncIOScheduler,
+    func: Callable[[], Any],
+    trigger: str,
+    *,
+    job_id: str,
+    grace: float,
+    **when: Any,
+) -> None:
+    """Every job is coalesced (one catch-up after a pause, not N) and runs one at a time;
+    only the misfire grace differs per job (APScheduler takes whole seconds)."""
+    scheduler.add_job(
+        func,
+        trigger,
+        id=job_id,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=max(1, int(grace)),
+        **when,
+    )
 
 
 class Ticker:
@@ -87,56 +110,50 @@ class Ticker:
     def start(self) -> None:
         scheduler = AsyncIOScheduler(timezone=self.settings.timezone)
         # A missed wake-up is harmless and one catch-up is enough: coalesce, short grace.
-        scheduler.add_job(
+        _job(
+            scheduler,
             self.wake_all,
             "interval",
+            job_id="wake",
+            grace=WAKE_SECONDS,
             seconds=WAKE_SECONDS,
-            id="wake",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=WAKE_SECONDS,
         )
         if self.leader is not None:
-            scheduler.add_job(
+            _job(
+                scheduler,
                 self.leader.renew,
                 "interval",
+                job_id="leader",
+                grace=self.leader.renew_seconds,
                 seconds=self.leader.renew_seconds,
-                id="leader",
-                coalesce=True,
-                max_instances=1,
-                # APScheduler takes whole seconds only.
-                misfire_grace_time=max(1, int(self.leader.renew_seconds)),
             )
-        scheduler.add_job(
+        _job(
+            scheduler,
             partial(self.as_leader, self.housekeeping),
             "cron",
+            job_id="housekeeping",
+            grace=6 * 3600,
             hour=3,
             minute=17,
-            id="housekeeping",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=6 * 3600,
         )
         # Lifecycle stages move with time alone (no login for 90 days is no event), so every
         # customer is re-evaluated nightly, and the resulting tag changes go to WeCom.
-        scheduler.add_job(
+        _job(
+            scheduler,
             partial(self.as_leader, self.nightly_retag),
             "cron",
+            job_id="retag",
+            grace=6 * 3600,
             hour=2,
             minute=30,
-            id="retag",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=6 * 3600,
         )
-        scheduler.add_job(
+        _job(
+            scheduler,
             partial(self.as_leader, self.refresh_segments),
             "interval",
+            job_id="segments",
+            grace=3600,
             hours=1,
-            id="segments",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=3600,
         )
         self._calendar_jobs(scheduler)
         scheduler.start()
@@ -160,37 +177,34 @@ class Ticker:
         calendar = self.settings.calendar
         if not calendar.enabled:
             return
-        scheduler.add_job(
+        _job(
+            scheduler,
             partial(self.as_leader, self.calendar_slots),
             "interval",
+            job_id="calendar-slots",
+            grace=CALENDAR_SECONDS,
             seconds=CALENDAR_SECONDS,
-            id="calendar-slots",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=CALENDAR_SECONDS,
         )
         # Reminders are only useful near their time: a pass missed by more than 30 min is
         # dropped (plan_reminders itself skips remind times long past).
         for index, at in enumerate(calendar.remind_times):
             hour, minute = (int(part) for part in at.split(":"))
-            scheduler.add_job(
+            _job(
+                scheduler,
                 partial(self.as_leader, self.calendar_reminders),
                 "cron",
+                job_id=f"calendar-remind-{index}",
+                grace=1800,
                 hour=hour,
                 minute=minute,
-                id=f"calendar-remind-{index}",
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=1800,
             )
-        scheduler.add_job(
+        _job(
+            scheduler,
             partial(self.as_leader, self.calendar_results),
             "interval",
+            job_id="calendar-results",
+            grace=calendar.results_poll_minutes * 60,
             minutes=calendar.results_poll_minutes,
-            id="calendar-results",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=calendar.results_poll_minutes * 60,
         )
 
     def stop(self) -> None:

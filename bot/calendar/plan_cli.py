@@ -49,11 +49,7 @@ def plan_command(
     from bot.cli import _database, _require_migrated, _settings, console, err
 
     settings = _settings(config)
-    try:
-        when = date.fromisoformat(day)
-    except ValueError:
-        err.print(f"--date: not a date (YYYY-MM-DD): {day!r}")
-        raise typer.Exit(2) from None
+    when = _day("--date", day, err)
     calendar = _load(settings, err)
     db = _database(settings)
     _require_migrated(db)
@@ -69,6 +65,15 @@ def plan_command(
         plan = compute_plan(db, occ, settings=settings, content=content)
         print_plan(console, db, plan, status=runs.get(occ.slot_id), show=show)
     db.dispose()
+
+
+def _day(option: str, text: str, err: Console) -> date:
+    """A YYYY-MM-DD option, or exit 2 naming it."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        err.print(f"{option}: not a date (YYYY-MM-DD): {text!r}")
+        raise typer.Exit(2) from None
 
 
 def _load(settings: Settings, err: Console) -> Calendar:
@@ -183,13 +188,13 @@ def report_command(
 ) -> None:
     """Per slot run: status, reach, tasks created and confirmed, delivered and failed."""
     from bot.calendar.report import print_report
-    from bot.cli import _database, _require_migrated, _settings, console
+    from bot.cli import _database, _require_migrated, _settings, console, err
     from bot.clock import SystemClock
 
     settings = _settings(config)
     today = SystemClock(ZoneInfo(settings.timezone)).now().date()
-    first = date.fromisoformat(since) if since else today - timedelta(days=6)
-    last = date.fromisoformat(until) if until else today
+    first = _day("--from", since, err) if since else today - timedelta(days=6)
+    last = _day("--to", until, err) if until else today
     db = _database(settings)
     _require_migrated(db)
     print_report(console, db, first, last, tz=ZoneInfo(settings.timezone))

@@ -85,3 +85,11 @@ def test_report_shows_each_run_and_what_was_held_back(tmp_path: Path, clock: Fro
     assert "4 slot run(s)" in out  # two main runs, two deferred parts
     assert "mon-vip (window-1400)" in out
     assert "周一财富早班车" in out
+
+
+def test_report_rejects_a_bad_date_naming_the_option(tmp_path: Path, clock: FrozenClock) -> None:
+    db, env = setup(tmp_path, clock)
+    db.dispose()
+    result = runner.invoke(app, ["report", "--from", "2026-13-01"], env=env)
+    assert result.exit_code == 2
+    assert "--from: not a date" in result.output
