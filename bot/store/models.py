@@ -84,6 +84,9 @@ class Customer(Base):
         Boolean, default=False, server_default=false(), index=True
     )
     opted_out_at: Mapped[datetime | None]
+    # Set by `bot forget`: from then on the mirror and the importer keep ids, statuses and
+    # counts for this customer but never store their personal data again.
+    forgotten_at: Mapped[datetime | None]
     fetched_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
