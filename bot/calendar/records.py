@@ -21,8 +21,12 @@ FAILED_TARGET = "not_friend"
 
 
 def task_targets(payload: dict[str, Any]) -> list[str]:
-    """The customers or groups a task payload names."""
-    return list(payload.get("external_userid") or payload.get("chat_id_list") or [])
+    """The customers or groups a task payload names (for moments: the members asked to
+    publish, since the customers who see a moment are chosen by tag, not by name)."""
+    for name in ("external_userid", "chat_id_list", "senders"):
+        if payload.get(name):
+            return list(payload[name])
+    return []
 
 
 def record_task_created(

@@ -62,7 +62,8 @@ def print_report(console: Console, db: Database, first: date, last: date, *, tz:
     console.print(
         "reached: customers or groups queued; tasks: created / confirmed by the manager; "
         "failed: not a friend + already received (WeCom's cap); deferred: to a later "
-        "contact window (a part of its own)",
+        "contact window (a part of its own); moments: reached = members asked to publish, "
+        "delivered = members who published",
         highlight=False,
         soft_wrap=True,
     )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import ColumnElement, Integer, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -62,9 +62,6 @@ TARGET_STATUS: Final = {
     SEND_ALREADY_RECEIVED: ALREADY_RECEIVED,
 }
 MOMENT: Final = "moment"
-# get_moment_task_result: 3 = the job has finished.
-MOMENT_JOB_DONE: Final = 3
-MOMENT_PUBLISHED: Final = 1
 CHUNK: Final = 500
 
 
@@ -81,7 +78,6 @@ class PullReport:
     unsent: int = 0
     given_back: int = 0  # receive-cap units returned
     errors: int = 0  # tasks whose pull failed (tried again next poll)
-    moments_skipped: int = 0  # moments tasks not pulled: the client has no moment API
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -120,6 +116,7 @@ class _Pulled:
     statuses: dict[str, int] = field(default_factory=dict)  # target → send status
     final: bool = False
     fetched: bool = False  # whether per-recipient results were read
+    published: int | None = None  # moments: members who have published
 
 
 async def pull_results(
@@ -130,16 +127,12 @@ async def pull_results(
     poll = timedelta(minutes=settings.calendar.results_poll_minutes)
     final_age = timedelta(hours=settings.calendar.results_final_hours)
     due = await db.run(lambda s: _due_tasks(s, now - poll))
-    moment_api = getattr(client, "moment", None)
     for task in due:
-        if task.chat_type == MOMENT and moment_api is None:
-            report.moments_skipped += 1
-            continue
         report.checked += 1
         aged = now - task.created_at >= final_age
         try:
             if task.chat_type == MOMENT:
-                pulled = await _pull_moment(moment_api, task)
+                pulled = await _pull_moment(client, task)
             else:
                 pulled = await _pull_mass_send(client, task, aged=aged)
         except WeComError as exc:
@@ -152,11 +145,6 @@ async def pull_results(
             pulled = _Pulled()
         pulled.final = pulled.final or aged
         await db.run(partial(_record, task=task, pulled=pulled, now=now, report=report))
-    if report.moments_skipped:
-        report.notes.append(
-            f"{report.moments_skipped} moments task(s) not pulled: "
-            "this WeCom client has no moment API yet"
-        )
     return report
 
 
@@ -231,42 +219,30 @@ async def _pull_mass_send(client: WeComClient, task: _Due, *, aged: bool) -> _Pu
     return pulled
 
 
-async def _pull_moment(moment_api: Any, task: _Due) -> _Pulled:
-    """Moments: the async job's outcome, then (when the client can read it) whether every
-    member has published. No per-customer results exist for moments."""
+async def _pull_moment(client: WeComClient, task: _Due) -> _Pulled:
+    """Moments: the creation job's outcome, then which members have published. There are
+    no per-customer results: a member who published counts as delivered (the customers
+    with the slot's tags see it in their moments), and the task is confirmed once anyone
+    has published and final once everyone has (or the job failed)."""
     pulled = _Pulled()
-    job = _as_dict(await moment_api.get_moment_task_result(task.msgid))
-    if job.get("status") != MOMENT_JOB_DONE:
+    job = await client.moment.get_moment_task_result(task.msgid)
+    if not job.done or job.result is None:
         return pulled
-    outcome = _as_dict(job.get("result") or {})
-    if outcome.get("errcode", 0) != 0:
+    if job.result.errcode != 0 or not job.result.moment_id:
         pulled.final = True  # the job failed: nothing will be published
         return pulled
-    moment_id = outcome.get("moment_id")
-    if not moment_id or not hasattr(moment_api, "get_moment_task"):
-        return pulled
-    published: list[bool] = []
+    members: dict[str, bool] = {}
     cursor: str | None = None
     while True:
-        page = _as_dict(await moment_api.get_moment_task(moment_id, cursor=cursor))
-        published.extend(
-            _as_dict(row).get("publish_status") == MOMENT_PUBLISHED
-            for row in page.get("task_list") or []
-        )
-        cursor = page.get("next_cursor") or None
+        page = await client.moment.get_moment_task(job.result.moment_id, cursor=cursor)
+        members.update({row.userid: row.published for row in page.task_list})
+        cursor = page.next_cursor or None
         if not cursor:
             break
-    if published and all(published):
-        pulled.confirmed = True
-        pulled.final = True
+    pulled.published = sum(members.values())
+    pulled.confirmed = pulled.published > 0
+    pulled.final = bool(members) and all(members.values())
     return pulled
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if hasattr(value, "model_dump"):
-        dumped: dict[str, Any] = value.model_dump(mode="json")
-        return dumped
-    return dict(value)
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -284,7 +260,9 @@ def _record(
         return  # cancelled, or finished by another instance meanwhile
     counts = Counter(pulled.statuses.values())
     row.results_at = now
-    if pulled.fetched or pulled.final:
+    if pulled.published is not None:
+        row.delivered = pulled.published
+    elif pulled.fetched or pulled.final:
         row.delivered = counts[SEND_OK]
         row.not_friend = counts[SEND_NOT_FRIEND]
         row.already_received = counts[SEND_ALREADY_RECEIVED]
@@ -363,8 +341,9 @@ class SlotResult:
     created: int  # tasks WeCom accepted
     confirmed: int  # of which the manager confirmed
     final: int  # of which the results are final
-    targets: int  # customers or groups the run reached (deferred ones not counted)
-    delivered: int
+    targets: int  # customers or groups the run reached (deferred ones not counted);
+    # for moments: the members asked to publish
+    delivered: int  # for moments: the members who published
     not_friend: int
     already_received: int
     unsent: int
@@ -388,13 +367,15 @@ def slot_results(session: Session, run_ids: Sequence[int] | None = None) -> list
         return []
     ids = [run.id for run in runs]
     tasks = {
-        run_id: (int(created), int(confirmed or 0), int(final or 0))
-        for run_id, created, confirmed, final in session.execute(
+        row[0]: tuple(int(v or 0) for v in row[1:])
+        for row in session.execute(
             select(
                 MassTask.run_id,
                 func.count(),
                 func.sum(_flag(MassTask.confirmed_at.is_not(None))),
                 func.sum(_flag(MassTask.status == FINAL)),
+                func.sum(MassTask.targets),
+                func.sum(MassTask.delivered),
             )
             .where(MassTask.run_id.in_(ids))
             .group_by(MassTask.run_id)
@@ -409,8 +390,12 @@ def slot_results(session: Session, run_ids: Sequence[int] | None = None) -> list
         targets[run_id][status] = int(count)
     results = []
     for run in runs:
-        created, confirmed, final = tasks.get(run.id, (0, 0, 0))
+        created, confirmed, final, asked, published = tasks.get(run.id, (0, 0, 0, 0, 0))
         per = targets[run.id]
+        if run.channel == "moments":
+            # No per-customer targets: the members asked to publish, and those who did.
+            waiting = UNSENT if created and final == created else QUEUED
+            per = Counter({waiting: asked - published, DELIVERED: published})
         results.append(
             SlotResult(
                 run_id=run.id,

@@ -1,4 +1,5 @@
-"""Customer moments (客户朋友圈, 95094/96351): create a publish task, read its result, cancel.
+"""Customer moments (客户朋友圈, 95094/96351): create a publish task, read its result, see
+who has published it, cancel.
 
 Like a mass-send, a moment task only asks members to publish: nothing reaches customers'
 moments until each member confirms in the WeCom client. Creation is asynchronous: the
@@ -17,6 +18,8 @@ from bot.wecom.moment_models import (
     AddMomentTaskResult,
     MomentAttachment,
     MomentIdRequest,
+    MomentTaskListRequest,
+    MomentTaskPage,
     MomentTaskRequest,
     MomentTaskResult,
     MomentVisibleRange,
@@ -62,6 +65,16 @@ class MomentAPI(Resource):
         require(path, jobid=jobid)
         return await self._client.call(
             "GET", path, MomentTaskResult, params={"jobid": jobid}, idempotent=True
+        )
+
+    async def get_moment_task(
+        self, moment_id: str, *, cursor: str | None = None, limit: int | None = None
+    ) -> MomentTaskPage:
+        """Which members asked to publish a corp moment have published it, one page."""
+        path = "externalcontact/get_moment_task"
+        body = build(MomentTaskListRequest, path, moment_id=moment_id, cursor=cursor, limit=limit)
+        return await self._client.call(
+            "POST", path, MomentTaskPage, json=body.to_body(), idempotent=True
         )
 
     async def cancel_moment_task(self, moment_id: str) -> WeComResponse:

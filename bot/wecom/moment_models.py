@@ -200,6 +200,38 @@ class MomentIdRequest(RequestModel):
     moment_id: str = Field(min_length=1)
 
 
+# --- get_moment_task -----------------------------------------------------------------------
+
+# get_moment_task: publish_status 0 = not published yet, 1 = published.
+MOMENT_PUBLISHED: Final = 1
+
+
+class MomentTaskListRequest(RequestModel):
+    """`externalcontact/get_moment_task` body: one corp moment, paged (limit ≤ 1000)."""
+
+    moment_id: str = Field(min_length=1)
+    cursor: str | None = None
+    limit: int | None = Field(None, ge=1, le=1000)
+
+
+class MomentMemberTask(WeComModel):
+    """Whether one member asked to publish a corp moment has done so."""
+
+    userid: str
+    publish_status: int = 0
+
+    @property
+    def published(self) -> bool:
+        return self.publish_status == MOMENT_PUBLISHED
+
+
+class MomentTaskPage(WeComResponse):
+    """`externalcontact/get_moment_task`: the members' publish status, one page."""
+
+    task_list: list[MomentMemberTask] = Field(default_factory=list)
+    next_cursor: str = ""
+
+
 __all__ = [
     "ATTACHMENT_MOMENTS",
     "ATTACHMENT_PRODUCT_ALBUM",
@@ -209,6 +241,7 @@ __all__ = [
     "MOMENT_LINK_TITLE_MAX_BYTES",
     "MOMENT_MAX_IMAGES",
     "MOMENT_MAX_SENDERS",
+    "MOMENT_PUBLISHED",
     "MOMENT_TEXT_MAX_BYTES",
     "MOMENT_TEXT_MAX_CHARS",
     "AddMomentTaskResult",
@@ -224,7 +257,10 @@ __all__ = [
     "MomentLink",
     "MomentLinkAttachment",
     "MomentMedia",
+    "MomentMemberTask",
     "MomentSenderList",
+    "MomentTaskListRequest",
+    "MomentTaskPage",
     "MomentTaskRequest",
     "MomentTaskResult",
     "MomentVideoAttachment",

@@ -375,7 +375,7 @@ async def test_a_moment_row_creates_one_job_and_its_record(rig: Rig) -> None:
         "moment",
         jobid,
         None,
-        0,
+        2,  # the members asked to publish
     )
     rig.clock.advance(3)
     result = await rig.client.moment.get_moment_task_result(jobid)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -19,7 +18,7 @@ from bot.config import Settings
 from bot.sandbox import Limits, ReceiveCap
 from bot.store.db import Database
 from bot.store.models import MassTask, ReceiveCount
-from tests.calendar.rig import THEME, ZHANG, CalendarRig, make_client, make_sandbox
+from tests.calendar.rig import THEME, WANG, ZHANG, CalendarRig, make_client, make_sandbox
 
 SEND_RESULT = "externalcontact/get_groupmsg_send_result"
 
@@ -268,43 +267,54 @@ async def test_a_failed_pull_is_tried_at_the_next_poll(branch: Branch) -> None:
     assert branch.mass_task(msgid).status == "final"
 
 
-class FakeMoments:
-    """A stand-in for the moment API: the job finished and every member published."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def get_moment_task_result(self, jobid: str) -> dict[str, Any]:
-        self.calls.append(jobid)
-        return {"status": 3, "type": "add_moment_task", "result": {"errcode": 0, "moment_id": "m1"}}
-
-    async def get_moment_task(self, moment_id: str, *, cursor: str | None = None) -> dict[str, Any]:
-        self.calls.append(moment_id)
-        return {"task_list": [{"userid": ZHANG, "publish_status": 1}], "next_cursor": ""}
-
-
-async def test_moments_tasks_wait_for_the_moment_api(branch: Branch) -> None:
+async def test_moments_are_confirmed_when_members_publish(branch: Branch) -> None:
     run_id = branch.run("wed-moments", "moments")
-    now = branch.clock.now()
-    branch.db.call(
-        lambda s: record_task_created(
-            s,
-            {"key": "cal:m:0", "run_id": run_id, "chat_type": "moment", "senders": [ZHANG]},
-            {"jobid": "job-1"},
-            now,
-        )
+    created = await branch.client.moment.add_moment_task(
+        text=THEME, visible_range={"sender_list": {"user_list": [ZHANG, WANG]}}
     )
-    if hasattr(branch.client, "moment"):
-        delattr(branch.client, "moment")
-    report = await branch.pull()
-    assert (report.checked, report.moments_skipped) == (0, 1)
-    assert "moment" in report.summary()
-    assert branch.mass_task("job-1").status == "created"
+    payload = {"key": "cal:m:0", "run_id": run_id, "chat_type": "moment", "senders": [ZHANG, WANG]}
+    now = branch.clock.now()
+    branch.db.call(lambda s: record_task_created(s, payload, {"jobid": created.jobid}, now))
 
-    moments = FakeMoments()
-    setattr(branch.client, "moment", moments)  # noqa: B010 (not declared on the client)
+    # The creation job is still running: nothing to record yet.
     report = await branch.pull()
-    assert (report.checked, report.confirmed, report.finalised) == (1, 1, 1)
-    assert moments.calls == ["job-1", "m1"]
-    task = branch.mass_task("job-1")
-    assert (task.status, task.unsent) == ("final", 0)
+    assert (report.checked, report.confirmed, report.finalised) == (1, 0, 0)
+    poll = timedelta(minutes=branch.settings.calendar.results_poll_minutes)
+    branch.clock.advance(poll)
+    job = await branch.client.moment.get_moment_task_result(created.jobid)
+    assert job.result is not None
+    moment_id = job.result.moment_id
+
+    assert (await branch.pull()).confirmed == 0  # nobody has published
+    branch.sandbox.script.member_publishes_moment(moment_id, WANG)
+    branch.clock.advance(poll)
+    report = await branch.pull()
+    assert (report.confirmed, report.finalised) == (1, 0)
+    task = branch.mass_task(created.jobid)
+    assert (task.status, task.targets, task.delivered) == ("confirmed", 2, 1)
+    record = branch.record("wed-moments")
+    assert (record.created, record.confirmed, record.targets) == (1, 1, 2)
+    assert (record.delivered, record.queued, record.unsent) == (1, 1, 0)
+
+    branch.sandbox.script.member_publishes_moment(moment_id, ZHANG)
+    branch.clock.advance(poll)
+    report = await branch.pull()
+    assert (report.confirmed, report.finalised) == (0, 1)
+    assert branch.mass_task(created.jobid).delivered == 2
+    record = branch.record("wed-moments")
+    assert (record.final, record.delivered, record.queued) == (1, 2, 0)
+
+
+async def test_moments_nobody_publishes_end_unsent(branch: Branch) -> None:
+    run_id = branch.run("wed-moments", "moments")
+    created = await branch.client.moment.add_moment_task(
+        text=THEME, visible_range={"sender_list": {"user_list": [ZHANG]}}
+    )
+    payload = {"key": "cal:m:1", "run_id": run_id, "chat_type": "moment", "senders": [ZHANG]}
+    now = branch.clock.now()
+    branch.db.call(lambda s: record_task_created(s, payload, {"jobid": created.jobid}, now))
+    branch.clock.advance(timedelta(hours=branch.settings.calendar.results_final_hours))
+    report = await branch.pull()
+    assert (report.confirmed, report.finalised) == (0, 1)
+    record = branch.record("wed-moments")
+    assert (record.confirmed, record.delivered, record.unsent, record.queued) == (0, 0, 1, 0)

@@ -321,3 +321,26 @@ async def test_wecom_errors_surface(client: WeComClient) -> None:
     with pytest.raises(RequestRejected) as stale_media:
         await client.moment.add_moment_task(attachments=[IMAGE], visible_range=VISIBLE)
     assert stale_media.value.errcode == 40007
+
+
+async def test_members_publish_status_is_paged(client: WeComClient, sandbox: Sandbox) -> None:
+    senders = ["ZhangLi", "WangJianhua"]
+    created = await client.moment.add_moment_task(
+        text="早安", visible_range={"sender_list": {"user_list": senders}}
+    )
+    result, _ = await wait_done(client, created.jobid)
+    assert result.result is not None
+    moment_id = result.result.moment_id
+    sandbox.script.member_publishes_moment(moment_id, "ZhangLi")
+
+    first = await client.moment.get_moment_task(moment_id, limit=1)
+    assert [(t.userid, t.published) for t in first.task_list] == [("WangJianhua", False)]
+    assert first.next_cursor
+    second = await client.moment.get_moment_task(moment_id, cursor=first.next_cursor, limit=1)
+    assert [(t.userid, t.publish_status) for t in second.task_list] == [("ZhangLi", 1)]
+    assert second.next_cursor == ""
+
+    with pytest.raises(RequestRejected):
+        await client.moment.get_moment_task("momnope")
+    with pytest.raises(InvalidRequest):
+        await client.moment.get_moment_task(moment_id, limit=1001)

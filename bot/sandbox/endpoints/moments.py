@@ -1,5 +1,6 @@
 """Customer moments (客户朋友圈, 95094/96351): add_moment_task, get_moment_task_result,
-cancel_moment_task, and media/upload_attachment for their images, videos and link covers."""
+get_moment_task, cancel_moment_task, and media/upload_attachment for their images,
+videos and link covers."""
 
 # add_moment_task answers with a jobid at once; the job reports 1 (started), 2 (running),
 # then 3 (done) with the moment_id a few seconds later. Members and tags that cannot be used
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.sandbox import errors
-from bot.sandbox.endpoints.base import ApiRequest, Endpoint, Json, utf8_len
+from bot.sandbox.endpoints.base import ApiRequest, Endpoint, Json, page, utf8_len
 from bot.sandbox.endpoints.media import checked_upload, known_type, new_media_id, uploaded
 from bot.sandbox.errors import WeComError
 from bot.sandbox.models import MOMENT_JOB_DONE, AttachmentMedia, Moment, MomentJob
@@ -184,6 +185,21 @@ def _task_result(req: ApiRequest) -> Json:
     return data
 
 
+def _moment_task(req: ApiRequest) -> Json:
+    """get_moment_task: each sender's publish status (1 published, 0 not yet), by userid."""
+    moment_id = req.text("moment_id", required=True)
+    moment = req.world.live_moment(moment_id)
+    if moment is None or moment.create_type != 0:
+        raise WeComError(errors.INVALID_PARAMETER, f"invalid moment_id {moment_id}")
+    limit = req.limit(500, 1000)
+    chunk, next_cursor = page(sorted(moment.senders), req.cursor(), limit)
+    items = [
+        {"userid": userid, "publish_status": 1 if userid in moment.published else 0}
+        for userid in chunk
+    ]
+    return {"next_cursor": next_cursor, "task_list": items}
+
+
 def _cancel_moment_task(req: ApiRequest) -> Json:
     moment_id = req.text("moment_id", required=True)
     moment = req.world.live_moment(moment_id)
@@ -219,6 +235,7 @@ def _upload_attachment(req: ApiRequest) -> Json:
 ENDPOINTS: dict[str, Endpoint] = {
     "externalcontact/add_moment_task": Endpoint("POST", _add_moment_task),
     "externalcontact/get_moment_task_result": Endpoint("GET", _task_result),
+    "externalcontact/get_moment_task": Endpoint("POST", _moment_task),
     "externalcontact/cancel_moment_task": Endpoint("POST", _cancel_moment_task),
     "media/upload_attachment": Endpoint("POST", _upload_attachment, multipart=True),
 }
