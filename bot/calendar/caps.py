@@ -9,12 +9,11 @@ is given back when the results are final.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import date
 from typing import Literal
 
 from sqlalchemy import Table, bindparam, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.store.models import Base, ReceiveCount
@@ -55,33 +54,21 @@ def at_cap(session: Session, kind: str, period: str, cap: int) -> set[str]:
     return set(rows.scalars())
 
 
-def count_sends(session: Session, kind: str, period: str, target_ids: Sequence[str]) -> None:
-    """Add one send to each target's count for the period."""
-    if not target_ids:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(COUNTS)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[COUNTS.c.period, COUNTS.c.target_kind, COUNTS.c.target_id],
-        set_={"count": COUNTS.c.count + 1},
-    )
-    rows = [{"period": period, "target_kind": kind, "target_id": t, "count": 1} for t in target_ids]
-    session.execute(stmt, rows)
-
-
-def count_run(session: Session, kind: str, period: str, run_id: int) -> None:
-    """Add one send for each target a slot run has just queued, inside the database (a
-    million targets are not worth a round trip each)."""
+def count_run(
+    session: Session, kind: str, period: str, run_id: int, *, task_key: str | None = None
+) -> None:
+    """Add one send for each target a slot run (or one task of it) has just queued, inside
+    the database (a million targets are not worth a round trip each)."""
+    one_task = "" if task_key is None else "AND task_key = :task_key "
     session.execute(
         text(
             'INSERT INTO receive_counts (period, target_kind, target_id, "count") '
             "SELECT :period, :kind, target_id, 1 FROM slot_targets "
-            "WHERE run_id = :run_id AND status = 'queued' "
+            f"WHERE run_id = :run_id AND status = 'queued' {one_task}"
             "ON CONFLICT (period, target_kind, target_id) "
             'DO UPDATE SET "count" = receive_counts."count" + 1'
         ),
-        {"period": period, "kind": kind, "run_id": run_id},
+        {"period": period, "kind": kind, "run_id": run_id, "task_key": task_key},
     )
 
 

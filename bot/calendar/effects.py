@@ -22,7 +22,13 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from bot.calendar.records import MASS_TASK, MOMENT_TASK, record_task_created, task_targets
+from bot.calendar.records import (
+    MASS_TASK,
+    MOMENT_TASK,
+    record_task_created,
+    release_task_not_created,
+    task_targets,
+)
 from bot.outbox.effects import Effect
 from bot.wecom.errors import InvalidRequest
 
@@ -204,6 +210,7 @@ def calendar_effects() -> list[Effect]:
             idempotent=False,
             reconcile=reconcile_mass_task,
             on_success=record_task_created,
+            on_give_up=release_task_not_created,
         ),
         Effect(
             kind=MOMENT_TASK,

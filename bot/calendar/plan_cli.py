@@ -12,16 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bot.calendar.content import ContentLibrary
 from bot.calendar.occurrences import occurrences_on
-from bot.calendar.planner import DROP_REASONS, SlotPlan, compute_plan
+from bot.calendar.planner import DROP_REASONS, SlotPlan, compute_plan, member_names, target_names
 from bot.calendar.schedule import Calendar, CalendarError, load_calendar
 from bot.config import Settings
-from bot.privacy import hash_id, mask_name
+from bot.privacy import hash_id
 from bot.store.db import Database
-from bot.store.models import Customer, Group, Member, SlotRun
+from bot.store.models import SlotRun
 
 _ConfigOption = Annotated[
     Path | None,
@@ -152,33 +151,16 @@ def print_plan(
 
 def _names(db: Database, plan: SlotPlan, show: int) -> dict[str, str]:
     """Managers by name; groups by name; customers masked (never a full name or id)."""
-    senders = sorted({t.sender for t in plan.tasks})
+    senders = {t.sender for t in plan.tasks}
+    out = {u: f"{n} ({u})" for u, n in member_names(db, senders).items()}
     shown = [t for task in plan.tasks for t in task.targets[:show]]
-
-    def read(session: Session) -> dict[str, str]:
-        out = {
-            u: f"{n or u} ({u})"
-            for u, n in session.execute(
-                select(Member.userid, Member.name).where(Member.userid.in_(senders))
-            )
-        }
-        if not shown:
-            return out
-        if plan.target_kind == "group":
-            rows = session.execute(
-                select(Group.chat_id, Group.name).where(Group.chat_id.in_(shown))
-            )
-            out.update({c: n or c for c, n in rows})
-        elif plan.target_kind == "customer":
-            rows = session.execute(
-                select(Customer.external_userid, Customer.name).where(
-                    Customer.external_userid.in_(shown)
-                )
-            )
-            out.update({c: f"{mask_name(n)}#{hash_id(c)[:6]}" for c, n in rows})
+    if not shown or plan.target_kind not in ("group", "customer"):
         return out
-
-    return db.call(read)
+    named = target_names(db, plan.target_kind, shown)
+    if plan.target_kind == "customer":
+        named = {c: f"{n}#{hash_id(c)[:6]}" for c, n in named.items()}
+    out.update({t: n or t for t, n in named.items()})
+    return out
 
 
 def report_command(

@@ -389,9 +389,9 @@ def _render_tasks(
     occ = plan.occurrence
     if not senders:
         return []
-    names = _member_names(db, set(senders.values()))
+    names = member_names(db, set(senders.values()))
     per_target = content.per_target(occ.template)
-    target_names = _target_names(db, plan.target_kind, list(senders)) if per_target else {}
+    named = target_names(db, plan.target_kind, list(senders)) if per_target else {}
     limit = (
         settings.calendar.max_single_recipients
         if plan.target_kind == caps.CUSTOMER
@@ -403,7 +403,7 @@ def _render_tasks(
         if per_target:
             variables = _variables(settings, occ, names.get(sender, sender))
             key = "customer_name" if plan.target_kind == caps.CUSTOMER else "group_name"
-            variables[key] = target_names.get(target, "")
+            variables[key] = named.get(target, "")
             text = content.render(occ.template, variables)
         else:
             if sender not in rendered:
@@ -422,12 +422,15 @@ def _variables(settings: Settings, occ: Occurrence, manager: str) -> dict[str, A
     return dict(base_variables(settings, theme=occ.theme, day=occ.day, manager_name=manager))
 
 
-def _member_names(db: Database, userids: set[str]) -> dict[str, str]:
+def member_names(db: Database, userids: Iterable[str]) -> dict[str, str]:
+    """Managers' names by userid (the userid where the name is unknown)."""
     query = select(Member.userid, Member.name).where(Member.userid.in_(sorted(userids)))
     return {u: n or u for u, n in db.call(lambda s: s.execute(query).all())}
 
 
-def _target_names(db: Database, kind: str, targets: list[str]) -> dict[str, str]:
+def target_names(db: Database, kind: str, targets: list[str]) -> dict[str, str]:
+    """Groups' names, or customers' masked names (never a full name)."""
+
     def read(session: Session) -> dict[str, str]:
         out: dict[str, str] = {}
         step = 5000

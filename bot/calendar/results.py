@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import ColumnElement, Integer, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.calendar import caps
-from bot.calendar.records import CREATED
+from bot.calendar.records import CREATED, DELIVERED, QUEUED, UNSENT, release_targets
 from bot.clock import utc_from_timestamp
 from bot.config import Settings
 from bot.store.db import Database
@@ -51,18 +50,14 @@ SEND_NOT_FRIEND: Final = 2
 SEND_ALREADY_RECEIVED: Final = 3
 
 # SlotTarget statuses.
-QUEUED: Final = "queued"
-DELIVERED: Final = "delivered"
 NOT_FRIEND: Final = "not_friend"
 ALREADY_RECEIVED: Final = "already_received"
-UNSENT: Final = "unsent"
 TARGET_STATUS: Final = {
     SEND_OK: DELIVERED,
     SEND_NOT_FRIEND: NOT_FRIEND,
     SEND_ALREADY_RECEIVED: ALREADY_RECEIVED,
 }
 MOMENT: Final = "moment"
-CHUNK: Final = 500
 
 
 @dataclass
@@ -296,33 +291,11 @@ def _settle_targets(
 ) -> None:
     """Move the task's still-queued targets (all of them when `target_ids` is None) to
     `status`, and give back the cap units of those that did not get the post."""
-    chunks: list[Sequence[str] | None] = (
-        [None]
-        if target_ids is None
-        else [target_ids[i : i + CHUNK] for i in range(0, len(target_ids), CHUNK)]
+    moved, given_back = release_targets(
+        session, task.run_id, status, task_key=task.outbox_key, target_ids=target_ids
     )
-    for chunk in chunks:
-        stmt = update(SlotTarget).where(
-            SlotTarget.run_id == task.run_id,
-            SlotTarget.task_key == task.outbox_key,
-            SlotTarget.status == QUEUED,
-        )
-        if chunk is not None:
-            stmt = stmt.where(SlotTarget.target_id.in_(chunk))
-        moved = session.execute(
-            stmt.values(status=status)
-            .returning(SlotTarget.target_kind, SlotTarget.period, SlotTarget.target_id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        setattr(report, status, getattr(report, status) + len(moved))
-        if status == DELIVERED:
-            continue
-        by_kind: dict[str, list[tuple[str, str]]] = {}
-        for kind, period, target_id in moved:
-            if period is not None:
-                by_kind.setdefault(kind, []).append((period, target_id))
-        for kind, counted in by_kind.items():
-            report.given_back += caps.give_back(session, kind, counted)
+    setattr(report, status, getattr(report, status) + moved)
+    report.given_back += given_back
 
 
 # -- the per-slot record --------------------------------------------------------------------

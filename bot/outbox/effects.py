@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 Execute = Callable[["WeComClient", dict[str, Any]], Awaitable[dict[str, Any]]]
 Reconcile = Callable[["WeComClient", "Claimed"], Awaitable[dict[str, Any] | None]]
 OnSuccess = Callable[["Session", dict[str, Any], dict[str, Any], "datetime"], None]
+OnGiveUp = Callable[["Session", dict[str, Any], str, "datetime"], None]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Effect:
     # Runs in the transaction that marks the row sent: WeCom sends no callback for changes
     # made through the API, so this is where the mirror learns of them.
     on_success: OnSuccess | None = None
+    # Runs in the transaction that ends the row without the effect (failed, dead or
+    # expired; the status is passed): what was counted on its behalf can be given back.
+    on_give_up: OnGiveUp | None = None
     final_errcodes: frozenset[int] = frozenset()
     retry_once_errcodes: frozenset[int] = frozenset()
     done_errcodes: frozenset[int] = frozenset()

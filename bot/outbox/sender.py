@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.outbox")
 
 BUSY = -1
+# Row endings where the effect did not happen (and never will, from this row).
+GIVEN_UP = frozenset({queue.FAILED, queue.DEAD, queue.EXPIRED})
 
 
 def _fields(item: Claimed, status: str, errcode: int | None = None) -> dict[str, Any]:
@@ -303,8 +305,15 @@ class Sender:
                 error=error,
                 errcode=errcode,
             )
-            if recorded and effect is not None and effect.on_success is not None:
-                effect.on_success(session, item.payload, result or {}, now)
+            if not recorded:
+                return
+            if status == queue.SENT:
+                if effect is not None and effect.on_success is not None:
+                    effect.on_success(session, item.payload, result or {}, now)
+            elif status in GIVEN_UP:
+                hook = self.effects.get(item.kind)
+                if hook is not None and hook.on_give_up is not None:
+                    hook.on_give_up(session, item.payload, status, now)
 
         await self.db.run(write)
 

@@ -135,7 +135,8 @@ def insert_targets(
                 period=PERIOD,
             )
         )
-    caps.count_sends(session, kind, PERIOD, targets)
+    session.flush()
+    caps.count_run(session, kind, PERIOD, run_id, task_key=task_key)
 
 
 def cap_kind(chat_type: str) -> str:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.calendar.effects import (
@@ -18,6 +18,7 @@ from bot.calendar.effects import (
     calendar_effects,
     create_mass_task,
 )
+from bot.calendar.results import slot_results
 from bot.clock import FrozenClock
 from bot.config import OutboxConfig, RetryConfig
 from bot.outbox import queue
@@ -413,3 +414,30 @@ async def test_a_moment_with_an_unknown_outcome_is_given_up_not_repeated(rig: Ri
     assert len(world.calls("externalcontact/add_moment_task")) == 1
     assert len(world.moment_jobs) == 1
     assert rig.records() == []
+
+
+@pytest.mark.parametrize("ending", ["expired", "failed"])
+async def test_a_task_never_created_gives_its_targets_back(rig: Rig, ending: str) -> None:
+    exts = rig.customers(2)
+    run_id = rig.add_run("mon-wealth-brief")
+    payload = rig.queue_task(run_id, ZHANG, exts, index=1)
+    assert rig.counts() == {exts[0]: 1, exts[1]: 1}
+    if ending == "expired":
+        # Past the slot's lateness window before the sender got to it.
+        past = rig.clock.now() - timedelta(minutes=1)
+        rig.db.call(
+            lambda s: s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.idempotency_key == payload["key"])
+                .values(expires_at=past)
+            )
+        )
+    else:
+        rig.sandbox.world.faults.fail_next(ADD, 40003)  # refused for good
+    await rig.sender.drain()
+    assert rig.row(payload["key"]).status == ending
+    assert rig.tasks == {}
+    assert rig.target_statuses(run_id) == {exts[0]: "unsent", exts[1]: "unsent"}
+    assert rig.counts() == {exts[0]: 0, exts[1]: 0}
+    (record,) = rig.db.call(lambda s: slot_results(s, [run_id]))
+    assert (record.created, record.targets, record.unsent, record.queued) == (0, 2, 2, 0)
