@@ -3,12 +3,17 @@
 Callbacks and `bot sync` both land here, so a customer fetched either way is stored the
 same way. API-made changes produce no callback, so services that change WeCom through the
 API also call these functions on their own success path.
+
+A customer `bot forget` erased (customers.forgotten_at) is still listed by WeCom; for them
+the mirror stores ids, statuses and structure only, never the personal fields again: every
+write of such a field goes through `_set_personal`, told by one `forgotten_among` lookup
+per batch stored.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +37,38 @@ ACTIVE = "active"
 ENDED = "ended"
 CUSTOMER_DELETED = "deleted_by_customer"
 TRANSFER_FAILED = "transfer_failed"
+# groupchat/get's member types.
+INTERNAL = 1
+EXTERNAL = 2
+
+# Ids per `forgotten_among` query: well under either engine's bound-parameter limit.
+LOOKUP_CHUNK = 1000
 
 log = logging.getLogger("bot.mirror")
+
+
+def forgotten_among(session: Session, external_userids: Iterable[str]) -> frozenset[str]:
+    """Those of `external_userids` whose personal data `bot forget` erased. Asked once for
+    a whole batch (one query per `LOOKUP_CHUNK` ids), never once per row."""
+    ids = sorted(set(external_userids))
+    found: set[str] = set()
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        found.update(
+            session.scalars(
+                select(Customer.external_userid).where(
+                    Customer.external_userid.in_(ids[start : start + LOOKUP_CHUNK]),
+                    Customer.forgotten_at.is_not(None),
+                )
+            )
+        )
+    return frozenset(found)
+
+
+def _set_personal(row: object, values: Mapping[str, Any], *, forgotten: bool) -> None:
+    """Write a row's personal fields (those `bot forget` erases); for a forgotten customer
+    they stay empty, whatever WeCom still says."""
+    for name, value in values.items():
+        setattr(row, name, None if forgotten else value)
 
 
 def upsert_member(
@@ -64,18 +99,26 @@ def set_follow_users(session: Session, userids: Iterable[str], *, now: datetime)
     return len(wanted)
 
 
-def _upsert_customer(session: Session, contact: Mapping[str, Any], now: datetime) -> Customer:
+def _upsert_customer(
+    session: Session, contact: Mapping[str, Any], now: datetime, *, forgotten: bool
+) -> Customer:
     external_userid = str(contact["external_userid"])
     customer = session.get(Customer, external_userid)
     if customer is None:
         customer = Customer(external_userid=external_userid, created_at=now, updated_at=now)
         session.add(customer)
-    customer.name = contact.get("name")
     customer.type = contact.get("type")
-    customer.gender = contact.get("gender")
-    customer.unionid = contact.get("unionid") or customer.unionid
-    customer.corp_name = contact.get("corp_name") or contact.get("corp_full_name")
-    customer.avatar = contact.get("avatar")
+    _set_personal(
+        customer,
+        {
+            "name": contact.get("name"),
+            "gender": contact.get("gender"),
+            "unionid": contact.get("unionid") or customer.unionid,
+            "corp_name": contact.get("corp_name") or contact.get("corp_full_name"),
+            "avatar": contact.get("avatar"),
+        },
+        forgotten=forgotten,
+    )
     customer.fetched_at = now
     customer.updated_at = now
     return customer
@@ -86,7 +129,9 @@ def _upsert_follow(
     external_userid: str,
     info: Mapping[str, Any],
     now: datetime,
-    opt_out_keywords: Collection[str] = (),
+    opt_out_keywords: Collection[str],
+    *,
+    forgotten: bool,
 ) -> FollowRelation:
     userid = str(info["userid"])
     relation = session.scalar(
@@ -97,11 +142,17 @@ def _upsert_follow(
     if relation is None:
         relation = FollowRelation(external_userid=external_userid, userid=userid, updated_at=now)
         session.add(relation)
-    relation.remark = info.get("remark")
-    relation.description = info.get("description")
-    relation.remark_corp_name = info.get("remark_corp_name")
     mobiles = info.get("remark_mobiles")
-    relation.remark_mobiles = list(mobiles) if mobiles else []
+    _set_personal(
+        relation,
+        {
+            "remark": info.get("remark"),
+            "description": info.get("description"),
+            "remark_corp_name": info.get("remark_corp_name"),
+            "remark_mobiles": list(mobiles) if mobiles else [],
+        },
+        forgotten=forgotten,
+    )
     relation.add_way = info.get("add_way")
     relation.state = info.get("state") or relation.state
     relation.oper_userid = info.get("oper_userid")
@@ -123,21 +174,27 @@ def _upsert_follow(
     relation.updated_at = now
     session.flush()
     _replace_follow_tags(session, relation.id, _tag_ids(info))
-    _opt_out_on_keyword(session, relation, opt_out_keywords, now)
+    _opt_out_on_keyword(session, relation, info, opt_out_keywords, now)
     return relation
 
 
 def _opt_out_on_keyword(
-    session: Session, relation: FollowRelation, keywords: Collection[str], now: datetime
+    session: Session,
+    relation: FollowRelation,
+    info: Mapping[str, Any],
+    keywords: Collection[str],
+    now: datetime,
 ) -> None:
     """A manager who writes an opt-out keyword (privacy.opt_out_keywords) into the remark
     or description opts the customer out. For good: deleting the word later does not opt
-    them back in; only `bot opt-out --undo` does."""
+    them back in; only `bot opt-out --undo` does. Read from WeCom's answer, not the stored
+    row, so the words opt out a forgotten customer too (stored for nobody)."""
     field = next(
         (
             name
-            for name, text in (("remark", relation.remark), ("description", relation.description))
-            if text and any(word.casefold() in text.casefold() for word in keywords)
+            for name in ("remark", "description")
+            if (text := info.get(name))
+            and any(word.casefold() in str(text).casefold() for word in keywords)
         ),
         None,
     )
@@ -194,10 +251,12 @@ def apply_contact_detail(
     """Store `externalcontact/get`'s answer. With `complete` (every follow user was read),
     relations WeCom no longer lists are marked ended. A remark or description holding one
     of `opt_out_keywords` opts the customer out."""
-    customer = _upsert_customer(session, external_contact, now)
+    external_userid = str(external_contact["external_userid"])
+    forgotten = external_userid in forgotten_among(session, [external_userid])
+    customer = _upsert_customer(session, external_contact, now, forgotten=forgotten)
     seen: set[str] = set()
     for info in follow_users:
-        _upsert_follow(session, customer.external_userid, info, now, opt_out_keywords)
+        _upsert_follow(session, external_userid, info, now, opt_out_keywords, forgotten=forgotten)
         seen.add(str(info["userid"]))
     if complete:
         session.execute(
@@ -212,18 +271,30 @@ def apply_contact_detail(
     return customer
 
 
-def apply_batch_item(
+def apply_batch_items(
     session: Session,
-    item: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
     *,
     now: datetime,
     opt_out_keywords: Collection[str] = (),
-) -> Customer:
-    """Store one entry of `batch/get_by_user`: a customer and one member's follow info
-    (opting the customer out on a keyword, as `apply_contact_detail` does)."""
-    customer = _upsert_customer(session, item["external_contact"], now)
-    _upsert_follow(session, customer.external_userid, item["follow_info"], now, opt_out_keywords)
-    return customer
+) -> None:
+    """Store a page of `batch/get_by_user`: each entry a customer and one member's follow
+    info (opting the customer out on a keyword, as `apply_contact_detail` does)."""
+    forgotten = forgotten_among(
+        session, (str(item["external_contact"]["external_userid"]) for item in items)
+    )
+    for item in items:
+        external_userid = str(item["external_contact"]["external_userid"])
+        is_forgotten = external_userid in forgotten
+        _upsert_customer(session, item["external_contact"], now, forgotten=is_forgotten)
+        _upsert_follow(
+            session,
+            external_userid,
+            item["follow_info"],
+            now,
+            opt_out_keywords,
+            forgotten=is_forgotten,
+        )
 
 
 def end_relation(
@@ -311,6 +382,34 @@ def record_transfer_fail(
 
 def apply_group_detail(session: Session, chat: Mapping[str, Any], *, now: datetime) -> Group:
     """Store `groupchat/get`'s group_chat: the group and its whole membership."""
+    [group] = apply_group_details(session, [chat], now=now)
+    return group
+
+
+def apply_group_details(
+    session: Session, chats: Sequence[Mapping[str, Any]], *, now: datetime
+) -> list[Group]:
+    """Store several `groupchat/get` answers (a page of `bot sync`), asking once which of
+    their external members are forgotten."""
+    forgotten = forgotten_among(
+        session,
+        (
+            str(entry["userid"])
+            for chat in chats
+            for entry in chat.get("member_list") or []
+            if _member_type(entry) == EXTERNAL
+        ),
+    )
+    return [_apply_group(session, chat, now, forgotten) for chat in chats]
+
+
+def _member_type(entry: Mapping[str, Any]) -> int:
+    return int(entry.get("type") or EXTERNAL)
+
+
+def _apply_group(
+    session: Session, chat: Mapping[str, Any], now: datetime, forgotten: Collection[str]
+) -> Group:
     chat_id = str(chat["chat_id"])
     group = session.get(Group, chat_id)
     if group is None:
@@ -334,20 +433,26 @@ def apply_group_detail(session: Session, chat: Mapping[str, Any], *, now: dateti
     for entry in chat.get("member_list") or []:
         member_id = str(entry["userid"])
         listed.add(member_id)
-        if int(entry.get("type") or 2) == 1 and entry.get("name"):
+        if _member_type(entry) == INTERNAL and entry.get("name"):
             _learn_member_name(session, member_id, str(entry["name"]), now)
         row = current.get(member_id)
         if row is None:
             row = GroupMember(chat_id=chat_id, member_id=member_id, updated_at=now)
             session.add(row)
-        row.type = int(entry.get("type") or 2)
-        row.unionid = entry.get("unionid")
+        row.type = _member_type(entry)
         row.join_time = entry.get("join_time")
         row.join_scene = entry.get("join_scene")
         invitor = entry.get("invitor") or {}
         row.invitor = invitor.get("userid") if isinstance(invitor, Mapping) else None
-        row.group_nickname = entry.get("group_nickname")
-        row.name = entry.get("name") or row.name
+        _set_personal(
+            row,
+            {
+                "unionid": entry.get("unionid"),
+                "group_nickname": entry.get("group_nickname"),
+                "name": entry.get("name") or row.name,
+            },
+            forgotten=member_id in forgotten,
+        )
         row.left_at = None
         row.quit_scene = None
         row.updated_at = now
@@ -388,6 +493,8 @@ def apply_member_change(
     `join_scene` is the callback's JoinScene (0 invited, 3 QR code), coarser than
     groupchat/get's; the next full read of the group replaces it.
     """
+    joined = list(joined)
+    forgotten = forgotten_among(session, joined)
     for member_id in joined:
         row = session.get(GroupMember, (chat_id, member_id))
         if row is None:
@@ -396,13 +503,20 @@ def apply_member_change(
         member = session.get(Member, member_id)
         customer = None if member is not None else session.get(Customer, member_id)
         if member is not None:
-            row.type, row.name = 1, member.name or row.name
+            row.type, row.name = INTERNAL, member.name or row.name
         elif customer is not None:
-            row.type, row.name = 2, customer.name or row.name
-            row.unionid = customer.unionid or row.unionid
+            row.type = EXTERNAL
+            _set_personal(
+                row,
+                {
+                    "name": customer.name or row.name,
+                    "unionid": customer.unionid or row.unionid,
+                },
+                forgotten=member_id in forgotten,
+            )
         else:
             # Unknown to the mirror: WeCom's external ids start with wm/wo.
-            row.type = 2 if member_id.startswith(("wm", "wo")) else 1
+            row.type = EXTERNAL if member_id.startswith(("wm", "wo")) else INTERNAL
         row.join_time = int(at.timestamp())
         row.join_scene = join_scene
         row.left_at = None

@@ -113,8 +113,13 @@ def _print_forget(result: ForgetResult) -> None:
         _say(f"customer {who} forgotten: {result.summary()}")
     if result.external_userid is None:
         _say("  no WeCom customer: only the bank profile was erased; nobody to opt out")
-    elif result.opted_out_now:
+        return
+    if result.opted_out_now:
         _say("  opted out: excluded from every audience from now on")
+    _say(
+        "  kept forgotten: callbacks, `bot sync` and bank imports no longer store their "
+        "personal data (WeCom still lists them for their managers)"
+    )
 
 
 def opt_out_command(

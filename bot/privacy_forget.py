@@ -6,7 +6,7 @@ are made of, so every report's totals stay what they were. Table by table:
 - customers: name, avatar, unionid, corp_name and gender are erased. Kept: the row and its
   external_userid (WeCom's pseudonymous id for this corp; without the row the opt-out could
   not hold, since `bot sync` would bring the customer back as new), type, created_at, and
-  opted_out, which is set.
+  opted_out and forgotten_at, which are set.
 - follow_relations: remark, description, remark_corp_name and remark_mobiles are erased.
   Kept: who follows whom, since when, status, end and reason, channel State and add_way
   (per-manager and per-channel counts).
@@ -38,10 +38,14 @@ are made of, so every report's totals stay what they were. Table by table:
   raises `MessagesInFlight`: masking a message on its way out would change what is sent.
 - members, groups and the bot's bookkeeping hold no customer's personal data.
 
-What the bot holds is erased; the sources are not. WeCom still lists the customer for
-their managers, so a later contact callback or `bot sync` that reads them stores their name
-and the managers' remarks again, and a bank export that still carries them refills the
-profile on import. The opt-out is never undone by either.
+What the bot holds is erased; the sources are not, so forgotten_at marks the customer as
+erased for good. WeCom still lists them for their managers, but the mirror (contact
+callbacks, group reads and `bot sync`) stores for a forgotten customer only what is kept
+above: ids, statuses, who follows whom since when, channel state, add_way, tags, and group
+memberships with their times; none of the fields erased above is stored again. A customer
+a manager deletes and adds back keeps their external_userid, so stays forgotten. A bank
+export that still carries them does not refill the profile on import either. Neither the
+mirror nor the import ever undoes the opt-out; only `bot opt-out --undo` does.
 """
 
 from __future__ import annotations
@@ -128,10 +132,11 @@ class ForgetResult:
     customer_key: str | None
     erased: dict[str, int] = field(default_factory=dict)
     opted_out_now: bool = False
+    forgotten_now: bool = False
 
     @property
     def changed(self) -> bool:
-        return self.opted_out_now or any(self.erased.values())
+        return self.opted_out_now or self.forgotten_now or any(self.erased.values())
 
     def summary(self) -> str:
         parts = [f"{table} {count}" for table, count in self.erased.items() if count]
@@ -277,7 +282,12 @@ def _erase_customer(
         return False
     result.erased["customers"] = int(_blank(customer, CUSTOMER_FIELDS))
     opted_now = set_opted_out(session, external_userid, opted_out=True, now=now)
-    if result.erased["customers"]:
+    # The mirror reads this (bot.mirror.forgotten_among), so what WeCom still lists about
+    # the customer is not stored again.
+    result.forgotten_now = customer.forgotten_at is None
+    if result.forgotten_now:
+        customer.forgotten_at = now
+    if result.erased["customers"] or result.forgotten_now:
         customer.updated_at = now
     return opted_now
 

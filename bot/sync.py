@@ -181,13 +181,12 @@ async def _sync_customers(
                 now: datetime = now,
                 step: str = step,
             ) -> None:
-                for item in items:
-                    mirror.apply_batch_item(
-                        session,
-                        item,
-                        now=now,
-                        opt_out_keywords=app.settings.privacy.opt_out_keywords,
-                    )
+                mirror.apply_batch_items(
+                    session,
+                    items,
+                    now=now,
+                    opt_out_keywords=app.settings.privacy.opt_out_keywords,
+                )
                 checkpoints.save(session, step, run_id, cursor=nxt, done=nxt is None)
 
             await app.db.run(store)
@@ -256,8 +255,7 @@ async def _sync_groups(
                 now: datetime = now,
                 step: str = step,
             ) -> None:
-                for chat in chats:
-                    mirror.apply_group_detail(session, chat, now=now)
+                mirror.apply_group_details(session, chats, now=now)
                 checkpoints.save(session, step, run_id, cursor=nxt, done=nxt is None)
 
             await app.db.run(store)

@@ -71,6 +71,9 @@ def test_every_personal_value_is_gone_and_the_counts_stay(
     assert after == expected
     # The other customer is untouched.
     assert leftovers(db, ZHOU) == ZHOU.personal_values()
+    other = db.call(lambda s: s.get(Customer, ZHOU.external_userid))
+    assert other is not None
+    assert other.forgotten_at is None
 
 
 def test_the_fields_that_counts_are_made_of_are_kept(seeded: Database, clock: FrozenClock) -> None:
@@ -86,6 +89,7 @@ def test_the_fields_that_counts_are_made_of_are_kept(seeded: Database, clock: Fr
     assert customer.type == 2
     assert customer.opted_out
     assert customer.opted_out_at == clock.now()
+    assert customer.forgotten_at == clock.now()
 
     relations = db.call(
         lambda s: s.scalars(
@@ -168,6 +172,38 @@ def test_forgetting_twice_changes_nothing_the_second_time(
     assert not second.opted_out_now
     assert second.summary() == "nothing left to erase"
     assert db.call(everything) == snapshot
+
+
+def test_forgetting_keeps_the_first_forget_time(seeded: Database, clock: FrozenClock) -> None:
+    db = seeded
+    eid = OUYANG.external_userid
+    first = clock.now()
+    forget(db, eid, now=first)
+    clock.advance(3600)
+    forget(db, eid, now=clock.now())
+    customer = db.call(lambda s: s.get(Customer, eid))
+    assert customer is not None
+    assert customer.forgotten_at == first
+
+
+def test_a_customer_erased_but_not_marked_is_marked(seeded: Database, clock: FrozenClock) -> None:
+    # Forgotten before customers.forgotten_at existed: nothing left to erase, but the mark
+    # that keeps the mirror from storing their data again is still missing.
+    db = seeded
+    eid = OUYANG.external_userid
+    forget(db, eid, now=clock.now())
+    db.call(lambda s: s.execute(update(Customer).values(forgotten_at=None)))
+    clock.advance(3600)
+
+    result = forget(db, eid, now=clock.now())
+
+    assert result.changed
+    assert result.forgotten_now
+    assert not result.opted_out_now
+    assert result.summary() == "nothing left to erase"
+    customer = db.call(lambda s: s.get(Customer, eid))
+    assert customer is not None
+    assert customer.forgotten_at == clock.now()
 
 
 def test_an_unknown_customer_is_a_clear_error_and_changes_nothing(

@@ -72,9 +72,12 @@ def test_forget_with_yes_erases_and_reports_counts(env: dict[str, str]) -> None:
     assert "follow_relations 1" in output
     assert "attribute_history 2" in output
     assert "opted out" in output
+    assert "kept forgotten: callbacks, `bot sync` and bank imports" in output
     text = snapshot(env)
     assert [v for v in OUYANG.personal_values() if v in text] == []
     assert stored(env, OUYANG.external_userid).opted_out
+    assert stored(env, OUYANG.external_userid).forgotten_at is not None
+    assert stored(env, ZHOU.external_userid).forgotten_at is None
     # Confirmed at the prompt, the second time finds nothing left.
     code, output = bot(env, "forget", OUYANG.external_userid, answer="y\n")
     assert code == 0, output
