@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.config import SegmentRule, SegmentsConfig, Settings
+from bot.mirror import EXTERNAL
 from bot.store.db import Database
 from bot.store.models import Base, CustomerTag, Group, GroupMember, GroupSegment
 from bot.tagging.bulk import delete_rows, insert_rows, update_rows
@@ -24,7 +25,6 @@ from bot.tagging.bulk import delete_rows, insert_rows, update_rows
 RULE = "rule"
 CONFIG = "config"
 ACTIVE = "active"
-EXTERNAL = 2
 
 SEGMENTS = Base.metadata.tables["group_segments"]
 
