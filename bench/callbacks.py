@@ -1,24 +1,26 @@
 """Sustained callback ingest over loopback: `bot serve` on SQLite vs a decrypt-only floor.
 
-Both servers run under uvicorn pinned to core 0; the load generator (raw keep-alive HTTP/1.1
-over asyncio, so the client costs little) is pinned to core 1. Each run posts N distinct,
-correctly signed and encrypted callbacks and measures:
+Both servers run under uvicorn pinned to core 0; the load generator, wrk (Debian's `wrk`
+package; C, so the client is never the bottleneck), is pinned to core 1 with one thread and
+keep-alive connections. Each run posts distinct, correctly signed and encrypted callbacks
+for a fixed time and measures:
 
-- throughput: callbacks acknowledged per second, and for `bot serve` the rows persisted;
-- latency: p50 and p99 from request written to response read;
+- throughput: callbacks acknowledged per second, and for `bot serve` the rows persisted
+  (every acknowledged callback must be in the inbox);
+- latency: p50 and p99 from request written to response read (wrk's);
 - server CPU per callback, from /proc/<pid>/stat (user + system time) over the run.
 
 The ratio of the full server's CPU per callback to the floor's is the overhead of
 verify + parse + store + ack (and of the background dispatcher working the same inbox)
 over decrypting alone.
 
-    .venv/bin/python -m bench.callbacks [--requests 20000] [--connections 32] [--runs 3]
+    .venv/bin/python -m bench.callbacks [--seconds 10] [--connections 32] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import shutil
 import signal
@@ -40,6 +42,7 @@ TOKEN = "BenchToken2026"
 AES_KEY = "BenchEncodingAesKey0123456789abcdefghijklmn"
 CORP_ID = "wwbench000000000001"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+WARMUP = 5000  # callbacks prepared for the 1 s warm-up
 
 
 @dataclass
@@ -57,12 +60,13 @@ class RunResult:
         return self.requests / self.seconds
 
 
-def make_requests(count: int, port: int) -> list[bytes]:
-    """Distinct employee text messages (each its own dedupe key), sealed as WeCom does."""
+def make_requests(count: int, start: int = 0) -> list[tuple[str, str]]:
+    """Distinct employee text messages number start.. (each its own dedupe key), sealed as
+    WeCom does: (path with the signed query, body)."""
     crypto = WeComCrypto(TOKEN, AES_KEY, CORP_ID)
     now = int(SystemClock().timestamp())
     out = []
-    for i in range(count):
+    for i in range(start, start + count):
         plaintext = (
             f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>"
             f"<FromUserName><![CDATA[manager{i % 50}]]></FromUserName>"
@@ -71,49 +75,98 @@ def make_requests(count: int, port: int) -> list[bytes]:
             f"<MsgId>{7000000000000000000 + i}</MsgId><AgentID>1000002</AgentID></xml>"
         )
         env = crypto.seal(plaintext, timestamp=str(now), nonce=f"n{i}")
-        body = env.callback_xml(CORP_ID, "1000002").encode()
-        query = urlencode(env.query())
-        head = (
-            f"POST /wecom/callback?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        out.append(head + body)
+        body = env.callback_xml(CORP_ID, "1000002")
+        out.append((f"/wecom/callback?{urlencode(env.query())}", body))
     return out
 
 
-async def _worker(port: int, queue: list[bytes], latencies: list[float], errors: list[str]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while queue:
-            request = queue.pop()
-            started = time.perf_counter()
-            writer.write(request)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            if length:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if b" 200 " not in status_line:
-                errors.append(status_line.decode(errors="replace").strip())
-    finally:
-        writer.close()
+def http_requests(count: int, port: int, start: int = 0) -> list[bytes]:
+    """The same callbacks as whole HTTP/1.1 requests, for clients that write raw bytes."""
+    out = []
+    for target, body in make_requests(count, start):
+        data = body.encode()
+        head = (
+            f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: text/xml\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        out.append(head + data)
+    return out
 
 
-async def load(
-    port: int, requests: list[bytes], connections: int
-) -> tuple[float, list[float], list[str]]:
-    queue = list(reversed(requests))
-    latencies: list[float] = []
-    errors: list[str] = []
-    started = time.perf_counter()
-    await asyncio.gather(*(_worker(port, queue, latencies, errors) for _ in range(connections)))
-    return time.perf_counter() - started, latencies, errors
+# wrk's script: every request is the next prepared callback, never one twice (the file holds
+# more than a run can send); at the end, the figures as one JSON line.
+WRK_SCRIPT = r"""
+local requests = {}
+local next_one = 0
+init = function(args)
+  for line in io.lines(args[1]) do
+    local path, body = line:match("^([^\t]+)\t(.*)$")
+    requests[#requests + 1] = wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
+  end
+end
+request = function()
+  next_one = next_one + 1
+  if next_one > #requests then
+    error("out of prepared callbacks: raise --prepared")
+  end
+  return requests[next_one]
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def load(port: int, prepared: Path, script: Path, seconds: float, connections: int) -> Load:
+    """wrk on core 1 against the server, for `seconds`."""
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(prepared),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    return Load(
+        requests=int(figures["requests"]),
+        seconds=figures["duration_us"] / 1e6,
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        errors=int(figures["errors"]),
+    )
+
+
+def write_prepared(path: Path, count: int, start: int = 0) -> None:
+    with path.open("w") as out:
+        for target, body in make_requests(count, start):
+            out.write(f"{target}\t{body}\n")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -162,7 +215,9 @@ def bot_env(db_url: str) -> dict[str, str]:
     return env
 
 
-def run_server(label: str, requests: int, connections: int, workdir: Path) -> RunResult:
+def run_server(
+    label: str, seconds: float, connections: int, prepared: int, workdir: Path
+) -> RunResult:
     port = free_port()
     bot = str(ROOT / ".venv" / "bin" / "bot")
     db_path = workdir / f"{label}-{port}.db"
@@ -172,28 +227,36 @@ def run_server(label: str, requests: int, connections: int, workdir: Path) -> Ru
         command = [bot, "serve", "--host", "127.0.0.1", "--port", str(port)]
     else:
         command = [sys.executable, "-m", "bench.callbacks", "--floor-server", str(port)]
+    script = workdir / "callbacks.lua"
+    script.write_text(WRK_SCRIPT)
+    warmup, measured = workdir / f"warmup-{port}.tsv", workdir / f"measured-{port}.tsv"
+    # Signed now: the server accepts a callback's timestamp within its replay window only.
+    write_prepared(warmup, WARMUP)
+    write_prepared(measured, prepared, start=WARMUP)  # none the same as a warm-up one
     proc = subprocess.Popen(["taskset", "-c", "0", *command], env=env, cwd=ROOT)
     try:
         wait_ready(port, proc)
-        payloads = make_requests(requests, port)
-        # Warm up connections and code paths before measuring.
-        asyncio.run(load(port, make_requests(200, port)[:200], connections))
+        first = load(port, warmup, script, 1, connections)  # connections and code paths warm
         before = cpu_seconds(proc.pid)
-        seconds, latencies, errors = asyncio.run(load(port, payloads, connections))
+        run = load(port, measured, script, seconds, connections)
         cpu = cpu_seconds(proc.pid) - before
-        if errors:
-            raise RuntimeError(f"{len(errors)} errors, first: {errors[0]}")
+        if run.errors or first.errors:
+            raise RuntimeError(f"{run.errors + first.errors} failed requests")
         persisted = None
         if label == "full":
-            persisted = _wait_persisted(db_path, requests + 200)
-        quantiles = statistics.quantiles(latencies, n=100)
+            acknowledged = first.requests + run.requests
+            persisted = _wait_persisted(db_path, acknowledged)
+            # wrk stops with up to one request per connection in flight: those may be
+            # stored without being counted as acknowledged, never the other way round.
+            if not acknowledged <= persisted <= acknowledged + 2 * connections:
+                raise RuntimeError(f"acknowledged {acknowledged}, persisted {persisted}")
         return RunResult(
             label,
-            requests,
-            seconds,
-            quantiles[49] * 1000,
-            quantiles[98] * 1000,
-            cpu / requests * 1e6,
+            run.requests,
+            run.seconds,
+            run.p50_ms,
+            run.p99_ms,
+            cpu / run.requests * 1e6,
             persisted,
         )
     finally:
@@ -240,22 +303,25 @@ def floor_server(port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--prepared", type=int, default=60000, help="distinct callbacks prepared per run"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         floor_server(args.floor_server)
         return
-    if shutil.which("taskset") is None:
-        sys.exit("taskset (util-linux) is required to pin server and load generator")
-    os.sched_setaffinity(0, {1})
+    for tool, package in (("taskset", "util-linux"), ("wrk", "wrk")):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is required: apt-get install {package}")
     results: dict[str, list[RunResult]] = {"floor": [], "full": []}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             for label in ("floor", "full"):
-                result = run_server(label, args.requests, args.connections, Path(tmp))
+                result = run_server(label, args.seconds, args.connections, args.prepared, Path(tmp))
                 results[label].append(result)
                 extra = f", persisted {result.persisted}" if result.persisted is not None else ""
                 print(
@@ -272,7 +338,7 @@ def main() -> None:
         m = med[label]
         print(f"| {name} | {m['rate']:.0f} | {m['p50']:.1f} | {m['p99']:.1f} | {m['cpu_us']:.0f} |")
     print(
-        f"\nmedians of {args.runs} runs × {args.requests} callbacks, "
+        f"\nmedians of {args.runs} runs × {args.seconds:g} s, "
         f"{args.connections} connections; cost ratio full/floor = {ratio:.2f}x; "
         "rows persisted per run: "
         f"{[r.persisted for r in results['full']]}"

@@ -214,7 +214,8 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
     def read(session: Session) -> tuple[dict[str, str], int]:
         senders: dict[str, str] = {}
         shared: set[str] = set()
-        for external_userid, userid in session.execute(pairs):
+        # Streamed: a million pairs never sit in the driver's buffer all at once.
+        for external_userid, userid in session.execute(pairs.execution_options(yield_per=50_000)):
             if external_userid in senders:
                 shared.add(external_userid)
             senders[external_userid] = userid
@@ -236,7 +237,8 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
             )
             for external_userid, userid in rows:
                 senders[external_userid] = userid  # the last add wins
-        return senders, len(session.execute(opted).all())
+        opted_out = session.execute(select(func.count()).select_from(opted.subquery()))
+        return senders, int(opted_out.scalar_one())
 
     senders, opted_out = run_query(db, read)
     return Targets(senders, len(senders) + opted_out, Counter(opted_out=opted_out))

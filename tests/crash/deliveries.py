@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.callbacks import make_requests
+from bench.callbacks import http_requests
 
 MSGID_BASE = 7_000_000_000_000_000_000
 _MSGID = re.compile(rb"<MsgId>(\d+)</MsgId>")
 
-__all__ = ["Delivery", "deliver", "make_requests", "msgid_index"]
+__all__ = ["Delivery", "deliver", "http_requests", "msgid_index"]
 
 
 @dataclass(frozen=True)

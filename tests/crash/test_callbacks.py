@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.crash.databases import ENGINES, Databases, Engine, Peek
-from tests.crash.deliveries import Delivery, deliver, make_requests, msgid_index
+from tests.crash.deliveries import Delivery, deliver, http_requests, msgid_index
 from tests.crash.procs import Processes, crash_env, free_port, poll, wait_port
 
 log = logging.getLogger("tests.crash")
@@ -54,7 +54,7 @@ def test_callbacks_acknowledged_before_a_kill_are_kept_and_processed_once(
     try:
         serve = procs.bot("serve", ["serve", "--port", str(port)], env)
         wait_port(port, serve)
-        requests = list(enumerate(make_requests(BURST, port)))
+        requests = list(enumerate(http_requests(BURST, port)))
         acked = 0
 
         def kill_mid_burst(delivery: Delivery) -> None:

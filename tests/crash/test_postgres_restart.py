@@ -28,7 +28,7 @@ from bot.tagging.tagsync_outbox import enqueue_many
 from bot.tagging.tagsync_push import mark_tag_key, mark_tag_payload
 from tests.crash.conftest import GroupsBranch
 from tests.crash.databases import Peek
-from tests.crash.deliveries import Delivery, deliver, make_requests, msgid_index
+from tests.crash.deliveries import Delivery, deliver, http_requests, msgid_index
 from tests.crash.pgprivate import PrivatePostgres
 from tests.crash.procs import Processes, crash_env, free_port, poll, wait_port
 
@@ -86,7 +86,7 @@ def test_bot_recovers_from_a_postgres_restart_under_load(
         serve = procs.bot("serve", ["serve", "--port", str(port)], env)
         wait_port(port, serve)
         answers: list[Delivery] = []
-        requests = list(enumerate(make_requests(CALLBACKS, port)))
+        requests = list(enumerate(http_requests(CALLBACKS, port)))
 
         def load() -> None:
             # Answers land in `answers` as they come (list.append is atomic), so the test

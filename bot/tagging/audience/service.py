@@ -53,8 +53,12 @@ def _expression(expr: str | Expression) -> Expression:
     return parse(expr) if isinstance(expr, str) else expr
 
 
+# PostgreSQL's work_mem for audience queries (per sort or hash in the query, not a pool).
+AUDIENCE_WORK_MEM = "64MB"
+
+
 def run_query(db: Database, fn: Callable[[Session], T]) -> T:
-    """Run `fn` in one transaction, with PostgreSQL's JIT off for it.
+    """Run `fn` in one transaction, with PostgreSQL's JIT off and more sort memory for it.
 
     The planner prices a million-row audience high enough to JIT-compile it, and the
     compilation alone took 6 s of a 12 s query in bench/audience.py; these queries never
@@ -64,6 +68,9 @@ def run_query(db: Database, fn: Callable[[Session], T]) -> T:
     def run(session: Session) -> T:
         if db.is_postgres:
             session.execute(text("SET LOCAL jit = off"))
+            # A million-customer audience sorts and de-duplicates more than the default
+            # 4 MB holds, and spilled over 100 MB to disk in bench/plan.py.
+            session.execute(text(f"SET LOCAL work_mem = '{AUDIENCE_WORK_MEM}'"))
         return fn(session)
 
     return db.call(run)
