@@ -214,8 +214,10 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
     def read(session: Session) -> tuple[dict[str, str], int]:
         senders: dict[str, str] = {}
         shared: set[str] = set()
-        # Streamed: a million pairs never sit in the driver's buffer all at once.
-        for external_userid, userid in session.execute(pairs.execution_options(yield_per=50_000)):
+        # psycopg buffers a whole result client-side: streamed there, a million pairs never
+        # sit in the driver's buffer all at once (sqlite3 steps through rows anyway).
+        query = pairs.execution_options(yield_per=50_000) if db.is_postgres else pairs
+        for external_userid, userid in session.execute(query):
             if external_userid in senders:
                 shared.add(external_userid)
             senders[external_userid] = userid
