@@ -3,10 +3,12 @@
 The generated export has every configured column with Chinese text; about a third of the
 rows carry the external_userid of a customer in the mirror, about a tenth match a remark
 mobile on an active follow relation (written with +86, spaces or dashes), a few mobiles are
-shared by two customers, and the rest match nobody.
+shared by two customers, one customer in a thousand matched by id has been forgotten
+(`bot forget`: their rows store nothing), and the rest match nobody.
 
 Three imports per run, each in a child process of its own, which reports its peak RSS and
-that of the parsing process it starts for large files (getrusage, self and children):
+CPU time and those of the parsing process it starts for large files (getrusage, self and
+children), with the load average over the import:
 
 - first: every row is a new profile;
 - daily: the next day's export, where 10 % of the rows have a new AUM or last login;
@@ -97,6 +99,9 @@ class Measure:
     seconds: float
     importer_mb: float
     parser_mb: float
+    importer_cpu: float
+    parser_cpu: float
+    load: float
     report: dict[str, Any]
 
 
@@ -112,6 +117,9 @@ def styled(number: str, rng: random.Random) -> str:
 def world_size(rows: int) -> tuple[int, int]:
     """Customers matched by id, customers matched by mobile."""
     return rows // 3, rows // 10
+
+
+FORGOTTEN_EVERY = 1000  # of the customers matched by id
 
 
 def generate(path: Path, rows: int, *, daily: bool, seed: int = 7) -> None:
@@ -170,7 +178,15 @@ def prepare(db: Database, rows: int) -> None:
         relations: list[dict[str, Any]] = []
         for i in range(by_id + by_mobile):
             eid = f"wm{i:012d}"
-            batch.append({"external_userid": eid, "created_at": NOW, "updated_at": NOW})
+            forgotten = NOW if i < by_id and i % FORGOTTEN_EVERY == 0 else None
+            batch.append(
+                {
+                    "external_userid": eid,
+                    "forgotten_at": forgotten,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+            )
             mobiles = [styled(mobile(i), rng)] if i >= by_id else []
             if i >= by_id and i % 500 == 0:
                 mobiles.append(styled(mobile(i + 1), rng))  # a number shared by two customers
@@ -232,18 +248,23 @@ def child(url: str, file: str, now: str) -> None:
             "ambiguous",
             "conflicts",
             "unmatched",
+            "forgotten",
             "rejected",
             "history_rows",
+            "aum_history_expired",
         )
     }
     counts["changed_ids"] = len(report.changed_external_userids)
     counts["status"] = report.status
     # Linux reports ru_maxrss in KiB; the parsing process (if any) is this one's child.
-    rss = {
-        "importer_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "parser_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    parser = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss = {"importer_mb": me.ru_maxrss / 1024, "parser_mb": parser.ru_maxrss / 1024}
+    cpu = {
+        "importer": me.ru_utime + me.ru_stime,
+        "parser": parser.ru_utime + parser.ru_stime,
     }
-    print(json.dumps({"seconds": seconds, "report": counts, "rss": rss}))
+    print(json.dumps({"seconds": seconds, "report": counts, "rss": rss, "cpu": cpu}))
     db.dispose()
 
 
@@ -253,9 +274,18 @@ def measure(engine: str, phase: str, url: str, file: Path, now: datetime) -> Mea
     if done.returncode != 0:
         raise SystemExit(f"{engine} {phase}: import failed ({done.returncode})")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    rss = result["rss"]
+    rss, cpu = result["rss"], result["cpu"]
     return Measure(
-        engine, phase, result["seconds"], rss["importer_mb"], rss["parser_mb"], result["report"]
+        engine,
+        phase,
+        result["seconds"],
+        rss["importer_mb"],
+        rss["parser_mb"],
+        cpu["importer"],
+        cpu["parser"],
+        # The 1-minute load average at the end: the machine is shared.
+        os.getloadavg()[0],
+        result["report"],
     )
 
 
@@ -318,7 +348,8 @@ def main() -> None:
                 m = measure(engine, phase, url, path, now)
                 results.append(m)
                 print(f"{engine} run {run + 1} {phase}: {m.seconds:.1f} s, importer "
-                      f"{m.importer_mb:.0f} MB + parser {m.parser_mb:.0f} MB, "
+                      f"{m.importer_mb:.0f} MB + parser {m.parser_mb:.0f} MB, CPU "
+                      f"{m.importer_cpu:.0f} + {m.parser_cpu:.0f} s, load {m.load:.1f}, "
                       f"{json.dumps(m.report, ensure_ascii=False)}", flush=True)  # fmt: skip
         db.dispose()
     print_table(results, args.rows)
@@ -331,25 +362,31 @@ def print_table(results: list[Measure], rows: int) -> None:
     runs = max(len(group) for group in groups.values())
     print(f"\n{rows:,}-row export, median of {runs} run(s)\n")
     print(
-        "| engine | import | wall time (s) | rows/s | peak RSS importer + parser (MB) "
-        "| inserted | updated | unchanged | history rows |"
+        "| engine | import | wall time (s) | rows/s | CPU importer + parser (s) "
+        "| peak RSS importer + parser (MB) | load avg | inserted | updated | unchanged "
+        "| history rows |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (engine, phase), group in groups.items():
         seconds = statistics.median(m.seconds for m in group)
+        cpu = statistics.median(m.importer_cpu for m in group)
+        parse_cpu = statistics.median(m.parser_cpu for m in group)
         importer = statistics.median(m.importer_mb for m in group)
         parser = statistics.median(m.parser_mb for m in group)
+        loads = [m.load for m in group]
         r = group[-1].report
         print(
             f"| {engine} | {phase} | {seconds:.1f} | {rows / seconds:,.0f} | "
-            f"{importer:.0f} + {parser:.0f} = {importer + parser:.0f} | {r['inserted']:,} | "
+            f"{cpu:.0f} + {parse_cpu:.0f} | "
+            f"{importer:.0f} + {parser:.0f} = {importer + parser:.0f} | "
+            f"{min(loads):.1f}–{max(loads):.1f} | {r['inserted']:,} | "
             f"{r['updated']:,} | {r['unchanged']:,} | {r['history_rows']:,} |"
         )
     sample = results[0].report
     print(
         f"\nmatching (first import): by id {sample['matched_by_id']:,}, by mobile "
         f"{sample['matched_by_mobile']:,}, ambiguous {sample['ambiguous']:,}, "
-        f"unmatched {sample['unmatched']:,}"
+        f"unmatched {sample['unmatched']:,}, forgotten {sample['forgotten']:,}"
     )
 
 

@@ -19,7 +19,9 @@ from bot.store.models import (
     GroupSegment,
 )
 
-HISTORY_ATTRIBUTES = ("aum", "asset_tier", "lifecycle")
+# Tier codes and stages over time. The raw AUM rows the importer writes feed the 30-day AUM
+# trend only (and are deleted past it): balances are not shown as history.
+HISTORY_ATTRIBUTES = ("asset_tier", "lifecycle")
 
 
 @dataclass(frozen=True, slots=True)

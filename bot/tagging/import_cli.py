@@ -16,6 +16,7 @@ from rich.table import Table
 from bot.config import Settings
 from bot.store.db import Database
 from bot.tagging.import_report import ImportReport
+from bot.tagging.rules import AUM_TREND_DAYS
 
 EXIT_REFUSED = 1
 EXIT_UNUSABLE = 2
@@ -25,7 +26,8 @@ HELP = "\n\n".join(
         "Import the bank's customer export (CSV in UTF-8 or GBK, or XLSX) into customer "
         "profiles. Columns are mapped by `import.columns` in config.yaml. Rows are matched to "
         "WeCom customers by external_userid, else by the mobile managers entered as a remark "
-        "mobile; unmatched rows are stored and reported.",
+        "mobile; unmatched rows are stored and reported. Rows of customers erased with "
+        "`bot forget` store nothing and are counted as forgotten.",
         "Policy, one transaction per import: a file that cannot be read, is neither UTF-8 nor "
         "GBK, or lacks the customer-key column or both match columns writes nothing (exit 2). "
         "Bad rows (bad numbers or dates, missing or duplicate keys) go to the reject file; if "
@@ -160,12 +162,14 @@ def print_report(console: Console, report: ImportReport) -> None:
         ("updated", report.updated),
         ("unchanged", report.unchanged),
         ("attribute changes", report.history_rows),
+        (f"AUM history older than {AUM_TREND_DAYS} days, removed", report.aum_history_expired),
         ("matched by external_userid", report.matched_by_id),
         ("matched by mobile", report.matched_by_mobile),
         ("kept earlier match", report.kept_match),
         ("ambiguous mobile", report.ambiguous),
         ("customer linked to another key", report.conflicts),
         ("unmatched (stored)", report.unmatched),
+        ("forgotten customers (nothing stored)", report.forgotten),
         ("customers to re-tag", len(report.changed_external_userids)),
     ]
     for label, value in counts:

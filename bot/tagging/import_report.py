@@ -55,6 +55,10 @@ class ImportReport:
     unmatched: int = 0
     rejected: int = 0
     history_rows: int = 0
+    # Rows naming a customer `bot forget` erased: nothing of theirs was stored or rejected.
+    forgotten: int = 0
+    # Raw AUM history rows older than the trend window, deleted by this import.
+    aum_history_expired: int = 0
     linked: int = 0
     changed_external_userids: set[str] = field(default_factory=set)
     unmatched_samples: list[RowSample] = field(default_factory=list)
@@ -98,5 +102,6 @@ class ImportReport:
             f"inserted={self.inserted} updated={self.updated} unchanged={self.unchanged} "
             f"by_id={self.matched_by_id} by_mobile={self.matched_by_mobile} "
             f"kept={self.kept_match} ambiguous={self.ambiguous} conflicts={self.conflicts} "
-            f"unmatched={self.unmatched} rejected={self.rejected} history={self.history_rows}"
+            f"unmatched={self.unmatched} forgotten={self.forgotten} rejected={self.rejected} "
+            f"history={self.history_rows} aum_history_expired={self.aum_history_expired}"
         )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 
 from bot.tagging.import_store import (
-    SEEN_TABLE,
     HistoryRow,
     InsertRow,
     ProfileStore,
-    UpdateRow,
+    ProfileUpdate,
 )
 
 CACHE_KIB = 64 * 1024
@@ -28,11 +27,6 @@ class SqliteProfileStore(ProfileStore):
         # SQLite's 2 MB default cache those inserts mostly re-read pages.
         self._cache_pages = conn.exec_driver_sql("PRAGMA cache_size").scalar()
         conn.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
-        conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {SEEN_TABLE} "
-            "(customer_key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID"
-        )
         listed = "IN (SELECT value FROM json_each(?))"
         columns = ", ".join(self.columns)
         self._sql_known = f"SELECT external_userid FROM customers WHERE external_userid {listed}"
@@ -43,20 +37,28 @@ class SqliteProfileStore(ProfileStore):
             "SELECT external_userid, customer_key FROM customer_profiles "
             f"WHERE external_userid {listed}"
         )
-        self._sql_seen = f"SELECT customer_key, line FROM {SEEN_TABLE} WHERE customer_key {listed}"
-        self._sql_remember = f"INSERT INTO {SEEN_TABLE} (customer_key, line) VALUES (?, ?)"
         written = ("customer_key", *self.columns)
         self._sql_insert = (
             f"INSERT INTO customer_profiles ({', '.join(written)}, imported_at, updated_at) "
             f"VALUES ({', '.join('?' * (len(written) + 2))})"
         )
-        assignments = ", ".join(f"{name} = ?" for name in (*self.columns, "updated_at"))
-        self._sql_update = f"UPDATE customer_profiles SET {assignments} WHERE customer_key = ?"
         self._sql_history = (
             "INSERT INTO attribute_history "
             "(customer_key, attribute, old_value, new_value, changed_at, import_id) "
             "VALUES (?, ?, ?, ?, ?, ?)"
         )
+
+    def _drop_secondary_indexes(self) -> list[str]:
+        # Indexes SQLite makes for PRIMARY KEY and UNIQUE constraints have no SQL. The import
+        # holds the write lock already, and readers keep their snapshot: nobody waits.
+        rows = self.conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name = 'customer_profiles' AND sql IS NOT NULL "
+            "AND sql NOT LIKE 'CREATE UNIQUE%'"
+        ).all()
+        for name, _ in rows:
+            self.conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        return [sql for _, sql in rows]
 
     def _lookup(self, sql: str, values: Sequence[str]) -> list[tuple[Any, ...]]:
         if not values:
@@ -80,25 +82,27 @@ class SqliteProfileStore(ProfileStore):
     def holders(self, external_userids: Sequence[str]) -> dict[str, str]:
         return {row[0]: row[1] for row in self._lookup(self._sql_holders, external_userids)}
 
-    def first_lines(self, keys: Sequence[str]) -> dict[str, int]:
-        return {row[0]: row[1] for row in self._lookup(self._sql_seen, keys)}
-
-    def remember(self, first_lines: Mapping[str, int]) -> None:
-        self._many(self._sql_remember, list(first_lines.items()))
-
     def insert(self, rows: Sequence[InsertRow]) -> None:
         self._many(self._sql_insert, rows)
 
-    def update(self, rows: Sequence[UpdateRow]) -> None:
-        # The key leads in the shared row layout; the statement wants it last.
-        self._many(self._sql_update, [(*row[1:], row[0]) for row in rows])
+    def update(self, rows: Sequence[ProfileUpdate], updated_at: Any) -> None:
+        # SQLite rewrites the entries of every index on a column the statement sets, changed
+        # or not: so only the changed columns are set, one statement per set of them.
+        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            values = [row.values[i] for i in row.changed]
+            groups.setdefault(row.changed, []).append((*values, updated_at, row.customer_key))
+        for changed, params in groups.items():
+            names = [self.columns[i] for i in changed]
+            assignments = ", ".join(f"{name} = ?" for name in (*names, "updated_at"))
+            sql = f"UPDATE customer_profiles SET {assignments} WHERE customer_key = ?"
+            self._many(sql, params)
 
     def history(self, rows: Sequence[HistoryRow]) -> None:
         self._many(self._sql_history, rows)
 
     def close(self) -> None:
-        # SQLite keeps a temporary table for the connection's life, and connections are pooled.
-        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{SEEN_TABLE}")
+        self.build_deferred_indexes()
 
     def reset(self) -> None:
         self.conn.exec_driver_sql(f"PRAGMA cache_size={int(self._cache_pages or -2000)}")

@@ -20,24 +20,34 @@ already linked to another bank key is a conflict. A row that matches nothing kee
 earlier link; unlinked rows are stored all the same and counted. Mobiles serve matching only
 and are never stored.
 
+A row that names a customer `bot forget` erased (customers.forgotten_at), by its
+external_userid, its mobile or the link its key already has, stores nothing: no attribute,
+no history, no new link or profile. It is counted as forgotten, never as rejected or
+unmatched, and goes to no reject file or sample, even when it is bad.
+
 Only columns present in the file are written; an empty cell clears its attribute. A new
 profile's first values are the row itself (`imported_at` is when it was first imported);
 afterwards each real change is one attribute_history row (old → new, the run's id), so
-re-importing a file changes nothing. The file is streamed and worked in chunks: one query
-loads the chunk's stored profiles, changes are computed in Python and written in batches,
-and the keys already read sit in a temporary table, so memory does not grow with the file.
-Large files are parsed in a second process while this one does the database work.
+re-importing a file changes nothing. Raw AUM amounts stay in the history only as long as
+the AUM trend reads them (`rules.AUM_TREND_DAYS`): each import deletes older ones. The tier
+timeline is the engine's `asset_tier` history, tier codes only.
+
+The file is streamed and worked in chunks: one query loads the chunk's stored profiles,
+changes are computed in Python and written in batches, and the keys already read sit in a
+temporary SQLite file next to the parser (import_seen), so memory does not grow with the
+file. Large files are parsed in a second process while this one does the database work.
 
 On SQLite the transaction holds the write lock until the import ends, so other writers
 (callback ingest) wait up to busy_timeout meanwhile: import large files while the bot is
-quiet, or use PostgreSQL, where only the profiles being written are locked.
+quiet, or use PostgreSQL, where only the profiles being written are locked (but for an
+import into an empty table, which has the table to itself: see import_store).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,14 +58,16 @@ from bot.config import Settings
 from bot.privacy import scrub
 from bot.store.db import Database
 from bot.tagging import stored_forms
-from bot.tagging.fields import Cell
 from bot.tagging.import_progress import progress_bar
 from bot.tagging.import_report import SAMPLE_LIMIT, ImportReport
 from bot.tagging.import_store import (
+    ATTRIBUTES_FROM,
     HistoryRow,
     InsertRow,
-    UpdateRow,
+    ProfileUpdate,
+    expire_history,
     finish_run,
+    forgotten_customers,
     open_store,
     start_run,
 )
@@ -64,13 +76,15 @@ from bot.tagging.parsing import Chunk, ParseJob, chunks, should_fork
 from bot.tagging.readers import ImportFileError, inspect_file, open_table
 from bot.tagging.rejects import RejectFile, default_reject_path
 from bot.tagging.rows import ColumnMap, ParsedRow, resolve_columns
+from bot.tagging.rules import AUM_TREND_DAYS
 
 __all__ = ["ImportFileError", "ImportReport", "import_customers"]
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
-Rejected = tuple[int, Sequence[Cell], str]
+# A rejected row and why.
+Rejected = tuple[ParsedRow, str]
 
 
 def import_customers(
@@ -185,11 +199,14 @@ class _Run:
         self._dialect = conn.dialect.name
         self._stamp = stored_forms.stamp(self._dialect, now)
         self._mobiles: MobileIndex | None = None
+        self._forgotten: frozenset[str] = frozenset()
         self.import_id = start_run(conn, file_name=report.file.name, sha256=report.sha256, now=now)
 
     def read(self, stream: Iterator[Chunk], *, tick: Callable[[int], None]) -> None:
         if "mobile" in self._columns.positions:
             self._mobiles = MobileIndex.load(self._conn)
+        # Few (one per erasure request), so read once rather than per chunk.
+        self._forgotten = forgotten_customers(self._conn)
         for chunk in stream:
             self._chunk(chunk.rows)
             tick(chunk.position)
@@ -200,6 +217,10 @@ class _Run:
     def finish(self) -> None:
         report = self._report
         self._store.close()
+        # The AUM trend reads raw amounts this far back and no further; older ones go.
+        report.aum_history_expired = expire_history(
+            self._conn, "aum", until=self._now - timedelta(days=AUM_TREND_DAYS)
+        )
         finish_run(
             self._conn,
             self.import_id,
@@ -208,7 +229,7 @@ class _Run:
                 "status": "partial" if report.rejected else "imported",
                 "rows": report.rows,
                 "matched": report.linked,
-                "unmatched": report.valid - report.linked,
+                "unmatched": report.valid - report.linked - report.forgotten,
                 "rejected": report.rejected,
                 "changed": report.changed,
                 "message": report.summary(),
@@ -219,43 +240,41 @@ class _Run:
 
     def _chunk(self, rows: list[ParsedRow]) -> None:
         self._report.rows += len(rows)
-        rejected: list[Rejected] = [(p.line, p.original, p.error or "") for p in rows if not p.key]
-        good: list[ParsedRow] = []
-        for parsed in self._first_occurrences([p for p in rows if p.key], rejected):
-            if parsed.error is not None:
-                rejected.append((parsed.line, parsed.original, parsed.error))
-            else:
-                good.append(parsed)
+        good = [p for p in rows if p.error is None]
+        rejected = [(p, p.error) for p in rows if p.error is not None]
+        if rejected and self._forgotten:
+            rejected = self._without_forgotten(rejected)
         if rejected:
-            rejected.sort(key=lambda item: item[0])
-            self._rejects.write(rejected)
+            self._rejects.write([(p.line, p.cells, error) for p, error in rejected])
             self._report.rejected += len(rejected)
             room = SAMPLE_LIMIT - len(self._report.reject_samples)
             # Errors quote bad values; a mobile in the wrong column must not reach a screen.
-            samples = ((line, scrub(error)) for line, _, error in rejected[:room])
+            samples = ((p.line, scrub(error)) for p, error in rejected[:room])
             self._report.reject_samples.extend(samples)
         if good:
             self._store_rows(good)
 
-    def _first_occurrences(
-        self, keyed: list[ParsedRow], rejected: list[Rejected]
-    ) -> list[ParsedRow]:
-        """Rows whose key this file has not had before; the others are rejected, even if
-        they are otherwise bad, so the message names the first line."""
-        earlier = self._store.first_lines(list({p.key for p in keyed}))
-        first: dict[str, int] = {}
-        fresh = []
-        for parsed in keyed:
-            key = parsed.key
-            seen_on = earlier.get(key) or first.get(key)
-            if seen_on is not None:
-                message = f"duplicate customer key, first on line {seen_on}"
-                rejected.append((parsed.line, parsed.original, message))
-                continue
-            first[key] = parsed.line
-            fresh.append(parsed)
-        self._store.remember(first)
-        return fresh
+    def _without_forgotten(self, rejected: list[Rejected]) -> list[Rejected]:
+        """The rejected rows that are not a forgotten customer's: theirs are counted as
+        forgotten and go nowhere, not even to the reject file."""
+        links = self._store.links([p.key for p, _ in rejected if p.key])
+        kept: list[Rejected] = []
+        for parsed, error in rejected:
+            if self._is_forgotten(parsed, links.get(parsed.key)):
+                self._report.forgotten += 1
+            else:
+                kept.append((parsed, error))
+        return kept
+
+    def _is_forgotten(self, row: ParsedRow, stored_link: str | None) -> bool:
+        """Whether the row names a forgotten customer: by its external_userid, its mobile
+        or the link its key already has."""
+        forgotten = self._forgotten
+        if stored_link in forgotten or row.external_userid in forgotten:
+            return True
+        if row.mobile is None or self._mobiles is None:
+            return False
+        return any(target in forgotten for target in self._mobiles.lookup(row.mobile))
 
     def _store_rows(self, rows: list[ParsedRow]) -> None:
         store = self._store
@@ -270,10 +289,15 @@ class _Run:
         # gives up stays taken until the next chunk, so no statement ever breaks uniqueness.
         claimed: dict[str, str] = {}
         inserts: list[InsertRow] = []
-        updates: list[UpdateRow] = []
+        updates: list[ProfileUpdate] = []
         history: list[HistoryRow] = []
+        forgotten = self._forgotten
         for row, (outcome, target) in zip(rows, matches, strict=True):
             old = stored.get(row.key)
+            if forgotten and (target in forgotten or (old is not None and old[0] in forgotten)):
+                # `bot forget` erased this customer: the row refills nothing, link included.
+                self._report.forgotten += 1
+                continue
             if target is not None:
                 holder = claimed.get(target, holders.get(target))
                 if holder is not None and holder != row.key:
@@ -285,13 +309,15 @@ class _Run:
                 inserts.append((row.key, link, method, *row.values, self._stamp, self._stamp))
                 if link is not None:
                     self._report.changed_external_userids.add(link)
-            elif old[0] != link or old[1] != method or old[2:] != row.values:
-                updates.append((row.key, link, method, *row.values, self._stamp))
-                history.extend(self._changes(row, old, link))
+            elif (new := (link, method, *row.values)) != old:
+                pairs = enumerate(zip(old, new, strict=True))
+                changed = tuple(i for i, (before, after) in pairs if before != after)
+                updates.append(ProfileUpdate(row.key, new, changed))
+                history.extend(self._changes(row.key, old, new, changed))
             else:
                 self._report.unchanged += 1
         store.insert(inserts)
-        store.update(updates)
+        store.update(updates, self._stamp)
         store.history(history)
         self._report.inserted += len(inserts)
         self._report.updated += len(updates)
@@ -333,27 +359,31 @@ class _Run:
             report.linked += 1
         return link, method
 
-    def _changes(self, row: ParsedRow, old: tuple[Any, ...], link: str | None) -> list[HistoryRow]:
-        """History rows for what really changed, and who must be re-tagged for it."""
-        names = self._columns.attributes
+    def _changes(
+        self, key: str, old: tuple[Any, ...], new: tuple[Any, ...], changed: tuple[int, ...]
+    ) -> list[HistoryRow]:
+        """History rows for what really changed (positions `changed` of the store's
+        columns), and who must be re-tagged for it."""
+        names = self._store.columns
         dialect = self._dialect
         decode = stored_forms.decode
+        # Attributes first, then the link; the match method alone is no history.
         changes = [
-            (name, decode(dialect, name, before), decode(dialect, name, after))
-            for name, before, after in zip(names, old[2:], row.values, strict=True)
-            if before != after
+            (names[i], decode(dialect, names[i], old[i]), decode(dialect, names[i], new[i]))
+            for i in changed
+            if i >= ATTRIBUTES_FROM
         ]
-        old_link = old[0]
+        old_link, link = old[0], new[0]
         if link != old_link:
             changes.append(("external_userid", old_link, link))
-        changed = self._report.changed_external_userids
+        changed_ids = self._report.changed_external_userids
         if link is not None:
-            changed.add(link)
+            changed_ids.add(link)
         if old_link is not None and old_link != link:
-            changed.add(old_link)  # its tags from this bank data must go
+            changed_ids.add(old_link)  # its tags from this bank data must go
         return [
             (
-                row.key,
+                key,
                 name,
                 stored_forms.history_text(name, before, self._tz),
                 stored_forms.history_text(name, after, self._tz),

@@ -1,5 +1,9 @@
 """The export read and parsed in chunks: in this process, or in a second one for large files
-so that parsing (most of an import's Python work) overlaps the database work."""
+so that parsing (most of an import's Python work) overlaps the database work.
+
+Parsing includes the one check that needs the whole file: a key read on an earlier line
+rejects the row (see import_seen).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import multiprocessing
 import queue
 import resource
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from bot.config import ImportConfig
 from bot.tagging import stored_forms
+from bot.tagging.fields import Cell
+from bot.tagging.import_seen import SeenKeys
 from bot.tagging.readers import FileFacts, ImportFileError, Table, open_table
 from bot.tagging.rows import ColumnMap, ParsedRow, RowParser
 
@@ -49,6 +55,15 @@ class ParseJob:
 
 
 @dataclass(frozen=True)
+class _Packed:
+    """A chunk on its way between the processes: rows as plain tuples, which pickle and
+    unpickle several times faster than named ones."""
+
+    rows: list[tuple[Any, ...]]
+    position: int
+
+
+@dataclass(frozen=True)
 class _Done:
     peak_rss_kib: int
 
@@ -73,14 +88,30 @@ def parse_chunks(job: ParseJob, table: Table) -> Iterator[Chunk]:
         strict_width=job.facts.kind == "csv",
         encoders=stored_forms.encoders(job.dialect, job.columns.attributes),
     )
-    batch: list[ParsedRow] = []
-    for line, cells in table.rows:
-        batch.append(parser.read(line, cells))
-        if len(batch) >= job.chunk_size:
-            yield Chunk(batch, table.position())
-            batch = []
-    if batch:
-        yield Chunk(batch, table.position())
+    with SeenKeys() as seen:
+        batch: list[ParsedRow] = []
+        # Good rows are parsed without their cells; a repeated key's reject needs them.
+        originals: list[Sequence[Cell]] = []
+        for line, cells in table.rows:
+            batch.append(parser.read(line, cells))
+            originals.append(cells)
+            if len(batch) >= job.chunk_size:
+                yield Chunk(_reject_repeats(seen, batch, originals), table.position())
+                batch, originals = [], []
+        if batch:
+            yield Chunk(_reject_repeats(seen, batch, originals), table.position())
+
+
+def _reject_repeats(
+    seen: SeenKeys, batch: list[ParsedRow], originals: list[Sequence[Cell]]
+) -> list[ParsedRow]:
+    """Reject each row whose key the file had on an earlier line, even if the row is bad
+    in other ways too, so the message names the first line."""
+    repeated = seen.repeated([row.key for row in batch], [row.line for row in batch])
+    for position, first in repeated.items():
+        error = f"duplicate customer key, first on line {first}"
+        batch[position] = batch[position].rejected(error, originals[position])
+    return batch
 
 
 @contextmanager
@@ -108,7 +139,7 @@ def _work(job: ParseJob, outbox: Queue[Any]) -> None:
     try:
         with open_table(job.facts) as table:
             for chunk in parse_chunks(job, table):
-                outbox.put(chunk)
+                outbox.put(_Packed([tuple(row) for row in chunk.rows], chunk.position))
         outbox.put(_Done(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     except ImportFileError as exc:
         outbox.put(_Failed(str(exc), structural=True))
@@ -126,8 +157,8 @@ def _receive(inbox: Queue[Any], worker: Any) -> Iterator[Chunk]:
                     f"the parsing process died (exit code {worker.exitcode})"
                 ) from None
             continue
-        if isinstance(item, Chunk):
-            yield item
+        if isinstance(item, _Packed):
+            yield Chunk([tuple.__new__(ParsedRow, row) for row in item.rows], item.position)
         elif isinstance(item, _Failed):
             if item.structural:
                 raise ImportFileError(item.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -13,7 +14,6 @@ from bot.tagging.fields import (
     Cell,
     FieldError,
     age_on,
-    cell_text,
     normalise_mobile,
     one_day_after,
     parse_age,
@@ -166,37 +166,24 @@ def _then(
     return lambda cell: encode(parse(cell))
 
 
-CELL_SEPARATOR = "\x1f"
-
-
-def pack_cells(cells: Sequence[Cell]) -> Sequence[Cell] | str:
-    """A good row's cells as one string: only a duplicate-key reject needs them again, and
-    one string crosses to the importing process far cheaper than a list."""
-    texts = [cell if type(cell) is str else cell_text(cell) for cell in cells]
-    packed = CELL_SEPARATOR.join(texts)
-    return packed if packed.count(CELL_SEPARATOR) == len(texts) - 1 else cells
-
-
-def unpack_cells(cells: Sequence[Cell] | str) -> Sequence[Cell]:
-    return cells.split(CELL_SEPARATOR) if isinstance(cells, str) else cells
-
-
 class ParsedRow(NamedTuple):
     """One row as read: its key, what to match it by and its attribute values in the store's
-    form (in the order of `ColumnMap.attributes`), or the error that rejects it."""
+    form (in the order of `ColumnMap.attributes`), or the error that rejects it (then the
+    match columns are whatever could be read)."""
 
     line: int
-    cells: Sequence[Cell] | str
+    # The cells as they were in the file, for the reject file: a rejected row's only. Good
+    # rows go without theirs (pickling that text was a good part of a large import).
+    cells: Sequence[Cell]
     key: str  # "" when the row has none (then `error` says so)
     external_userid: str | None
     mobile: str | None
     values: tuple[Any, ...]
     error: str | None
 
-    @property
-    def original(self) -> Sequence[Cell]:
-        """The cells as they were in the file, for the reject file."""
-        return unpack_cells(self.cells)
+    def rejected(self, error: str, cells: Sequence[Cell]) -> ParsedRow:
+        """This row rejected for `error`, with its original cells."""
+        return self._replace(cells=cells, values=(), error=error)
 
 
 class RowParser:
@@ -267,15 +254,26 @@ class RowParser:
 
     def read(self, line: int, cells: Sequence[Cell]) -> ParsedRow:
         """The row, or its error: the key is checked first, so duplicates are found even in
-        otherwise bad rows."""
+        otherwise bad rows. A rejected row keeps whatever match columns are readable, so
+        the import can tell a forgotten customer's row and keep it out of the reject file."""
         try:
             key = self._key(cells)
         except RowError as exc:
-            return ParsedRow(line, cells, "", None, None, (), str(exc))
+            return ParsedRow(line, cells, "", *self._identity(cells), (), str(exc))
         try:
             return self._parse(line, cells, key)
         except RowError as exc:
-            return ParsedRow(line, cells, key, None, None, (), str(exc))
+            return ParsedRow(line, cells, key, *self._identity(cells), (), str(exc))
+
+    def _identity(self, cells: Sequence[Cell]) -> tuple[str | None, str | None]:
+        """The row's external_userid and mobile as far as they can be read, else None."""
+        external_userid = mobile = None
+        if self._ext_at is not None and self._ext_at < len(cells):
+            with suppress(FieldError):
+                external_userid = parse_key(cells[self._ext_at])
+        if self._mobile_at is not None and self._mobile_at < len(cells):
+            mobile = normalise_mobile(cells[self._mobile_at])
+        return external_userid, mobile
 
     def _key(self, cells: Sequence[Cell]) -> str:
         if self._strict_width and len(cells) != self._columns.width:
@@ -293,7 +291,6 @@ class RowParser:
         titles = self._columns.titles
         problems: list[str] = []
         values: list[Any] = [None] * self._width
-        original = cells
         if len(cells) < self._columns.width:
             cells = [*cells, *[None] * (self._columns.width - len(cells))]
         # The hot loop of an import: cached fields are looked up inline.
@@ -325,9 +322,7 @@ class RowParser:
             problems.append(str(exc))
         if problems:
             raise RowError("; ".join(problems))
-        return ParsedRow(
-            line, pack_cells(original), key, external_userid, mobile, tuple(values), None
-        )
+        return ParsedRow(line, (), key, external_userid, mobile, tuple(values), None)
 
     def _birth_and_age(self, cells: Sequence[Cell], values: list[Any]) -> None:
         """A birth date sets the age (on the import's date); without one, the age column does."""

@@ -15,7 +15,7 @@ from bot.clock import SystemClock
 from bot.config import Settings
 from bot.privacy import scrub
 from bot.store.db import Database
-from bot.tagging.engine import RetagResult, parse_amount
+from bot.tagging.engine import RetagResult
 from bot.tagging.explain import Explanation
 from bot.tagging.rules import money
 
@@ -137,21 +137,14 @@ def _print_explanation(found: Explanation, tz: tzinfo) -> None:
         _say(f"  {line.tag}  [{line.family}, {line.rule}]  since {_minute(line.since, tz)}")
         _say(f"      {line.reason}")
     if found.history:
-        _say("AUM, asset tier and lifecycle history:")
+        _say("asset tier and lifecycle history:")
     for change in found.history:
-        old, new = _value(change.attribute, change.old), _value(change.attribute, change.new)
+        old, new = change.old or "-", change.new or "-"
         _say(f"  {_minute(change.at, tz)}  {change.attribute:<10}  {old} → {new}")
     _say("groups:" if found.groups else "groups: none")
     for group in found.groups:
         segments = "; ".join(f"{s.segment} ({s.source}: {s.reason})" for s in group.segments)
         _say(f"  {group.name} ({group.chat_id}): {segments or 'no segment'}")
-
-
-def _value(attribute: str, value: str | None) -> str:
-    if value is None:
-        return "-"
-    amount = parse_amount(value) if attribute == "aum" else None
-    return money(amount) if amount is not None else value
 
 
 def _yes_no(value: bool | None) -> str:

@@ -83,9 +83,10 @@ def test_retag_then_explain_shows_reasons_history_and_segments(env: dict[str, st
     assert "(from birth date) ≥ 60 (老年客户)" in shown
     assert "      came through channel State qr_lobby (manager li on 2026-09-01)" in shown
     assert "      「老板」 in manager li's remark" in shown
-    assert "2026-09-01 10:00  aum         - → 480,000" in shown
-    assert "2026-10-15 10:00  aum         480,000 → 523,000" in shown
+    # Tier codes over time, never the balances: the raw AUM history feeds the trend only.
+    assert "asset tier and lifecycle history:" in shown
     assert "asset_tier  - → T3" in shown
+    assert "480,000" not in shown
     assert (
         "  XX公司代发群 (wr1): 代发工资群 (rule: name 「XX公司代发群」 contains 「代发」)" in shown
     )
