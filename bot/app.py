@@ -31,7 +31,7 @@ from bot.handlers.registry import build_registry
 from bot.leader import LeaderElection, holder_id
 from bot.observability.metrics import metrics_route
 from bot.outbox.kinds import default_effects
-from bot.outbox.queue import FAST, NORMAL, Outbox
+from bot.outbox.queue import BULK, FAST, NORMAL, Outbox
 from bot.outbox.sender import Sender
 from bot.scheduler import Ticker
 from bot.store.db import Database
@@ -113,6 +113,7 @@ class BotApp:
             asyncio.create_task(self.processor.run(self._stop), name="inbox"),
             asyncio.create_task(self.sender.run(FAST, self._stop), name="outbox-fast"),
             asyncio.create_task(self.sender.run(NORMAL, self._stop), name="outbox-normal"),
+            asyncio.create_task(self.sender.run(BULK, self._stop), name="outbox-bulk"),
         ]
         self.ticker.start()
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 
 from bot.handlers.context import HandlerContext
-from bot.outbox.queue import NORMAL
+from bot.outbox.queue import BULK
 from bot.tagging.engine import retag_customers
 from bot.tagging.tag_library import ensure_tag_library
 from bot.tagging.tagsync import plan_tag_sync
@@ -31,4 +31,4 @@ async def retag_and_sync(ctx: HandlerContext, external_userids: Iterable[str]) -
         plan_tag_sync, ctx.db, settings=settings, now=now, external_userids=changed
     )
     if plan.enqueued:
-        ctx.outbox.notify(NORMAL)
+        ctx.outbox.notify(BULK)

@@ -16,6 +16,11 @@ from bot.store.models import OutboxItem
 
 FAST = "fast"
 NORMAL = "normal"
+# Bulk pushes (tag sync's mark_tag rows) have a lane of their own: 100,000 rows take
+# WeCom's quota for a quarter of an hour, and rows are claimed by due time, so in a shared
+# lane the calendar's tasks would wait behind all of them.
+BULK = "bulk"
+LANES = (FAST, NORMAL, BULK)
 
 # Row statuses. pending → sending (leased) → sent | failed | dead | expired | skipped;
 # `verify` marks a non-idempotent call whose outcome is unknown and must be reconciled.
@@ -241,7 +246,7 @@ class Outbox:
     """Enqueue helper bound to a wake-up signal, so fast-lane rows go out at once."""
 
     def __init__(self) -> None:
-        self._wake = {FAST: asyncio.Event(), NORMAL: asyncio.Event()}
+        self._wake = {lane: asyncio.Event() for lane in LANES}
 
     def enqueue(self, session: Session, **kwargs: Any) -> bool:
         return enqueue(session, **kwargs)

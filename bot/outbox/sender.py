@@ -31,6 +31,7 @@ from bot.wecom.errors import (
     OutcomeUnknown,
     QuotaWait,
     RateLimited,
+    TokenInvalid,
     TransientError,
     WeComError,
 )
@@ -118,7 +119,7 @@ class Sender:
 
     async def drain(self, lane: str | None = None) -> int:
         """Process every row due now (in `lane`, or in all lanes); return how many."""
-        lanes = [lane] if lane else [queue.FAST, queue.NORMAL]
+        lanes = [lane] if lane else list(queue.LANES)
         semaphore = asyncio.Semaphore(self.config.concurrency)
 
         async def guarded(item: Claimed) -> None:
@@ -244,7 +245,9 @@ class Sender:
                 await self._reschedule(item, self._backoff(attempts), exc, queue.PENDING, True)
                 self.stats.retried += 1
             return
-        if isinstance(exc, TransientError) and code not in effect.final_errcodes:
+        # A token refused even after one refetch (TokenInvalid) is not final either: the
+        # next attempt starts with a fresh token.
+        if isinstance(exc, TransientError | TokenInvalid) and code not in effect.final_errcodes:
             limit = self.retry.busy_max_retries + 1 if code == BUSY else self.config.max_attempts
             if attempts >= limit:
                 await self._give_up(item, exc)

@@ -244,6 +244,8 @@ class AdminApi:
             )
         elif kind == "expire_tokens":
             faults.expire_tokens_now()
+        elif kind == "revoke_tokens":
+            self.world.revoke_all_tokens()
         elif kind == "chaos":
             faults.set_chaos(
                 busy_rate=float(body.get("busy_rate", 0.0)),
@@ -253,7 +255,9 @@ class AdminApi:
         elif kind == "clear":
             faults.clear()
         else:
-            raise BadRequest("kind must be errcode, timeout, expire_tokens, chaos or clear")
+            raise BadRequest(
+                "kind must be errcode, timeout, expire_tokens, revoke_tokens, chaos or clear"
+            )
         return {}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 
@@ -33,20 +33,26 @@ def claim_due(
     Due means in a ready status with its due time reached, or leased by a worker whose lease ran out
     (that worker died). The previous status tells the caller which rows are recoveries.
     """
-    due = or_(
-        and_(model.status.in_(ready_statuses), due_column <= now),
-        and_(model.status == leased_status, model.lease_until < now),
-    )
-    if extra is not None:
-        due = and_(due, extra)
-    query = select(model.id, model.status).where(due).order_by(due_column, model.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(query.with_for_update(skip_locked=True)).all()
-    else:
-        rows = session.execute(query).all()
+    # One query per status, each ordered by the due time alone: the (status, …, due) index
+    # then yields the first rows in order and the scan stops at `limit`. An OR of statuses,
+    # or a second sort key, makes the database sort the whole due backlog on every claim
+    # (200 ms per claim with 100,000 queued rows). Rows one query locks but the merge
+    # leaves out are released when the claim's transaction ends.
+    conditions = [and_(model.status == status, due_column <= now) for status in ready_statuses]
+    conditions.append(and_(model.status == leased_status, model.lease_until < now))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    found: list[Any] = []
+    for condition in conditions:
+        where = condition if extra is None else and_(condition, extra)
+        query = select(due_column, model.id, model.status).where(where)
+        query = query.order_by(due_column).limit(limit)
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        found.extend(session.execute(query).all())
+    rows = sorted(found, key=lambda row: (row[0], row[1]))[:limit]
     if not rows:
         return []
-    ids = [row[0] for row in rows]
+    ids = [row[1] for row in rows]
     session.execute(
         update(model)
         .where(model.id.in_(ids))
@@ -58,4 +64,4 @@ def claim_due(
         )
         .execution_options(synchronize_session=False)
     )
-    return [(row[0], row[1]) for row in rows]
+    return [(row[1], row[2]) for row in rows]

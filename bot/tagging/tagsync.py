@@ -102,7 +102,7 @@ async def run_tag_sync(
     if dry_run:
         return report
     if plan.enqueued:
-        bot.outbox.notify()
+        bot.outbox.notify(queue.BULK)
     if send:
         report.processed = await bot.drain()
     report.still_open = await bot.db.run(_open_count)

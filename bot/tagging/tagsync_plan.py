@@ -325,7 +325,7 @@ class _Planner:
             return
         if self.retry_failed and rows:
             self._release_failed(session, [key for key, _ in rows])
-        inserted = enqueue_many(session, rows, kind=MARK_TAG, now=self.now)
+        inserted = enqueue_many(session, rows, kind=MARK_TAG, now=self.now, lane=queue.BULK)
         self.plan.enqueued += len(inserted)
         self.plan.existing += len(rows) - len(inserted)
 

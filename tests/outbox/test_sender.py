@@ -20,6 +20,7 @@ from bot.wecom.errors import (
     ConfigurationError,
     OutcomeUnknown,
     RateLimited,
+    TokenInvalid,
     TransientError,
     WelcomeCodeUsed,
     WelcomeInProgress,
@@ -268,6 +269,34 @@ async def test_recovered_non_idempotent_row_without_reconcile_is_given_up(
     await sender.drain()
     assert row(db, "a").status == "failed"
     assert script.calls == []
+
+
+async def test_a_token_refused_after_its_refetch_is_retried_not_failed(
+    db: Database, clock: FrozenClock
+) -> None:
+    expired = error_for(42001, "access_token expired", "p")
+    assert isinstance(expired, TokenInvalid)
+    script = Script(expired, error_for(40014, "invalid access_token", "p"))
+    sender = make_sender(db, clock, Effect(kind="k", api_path="p", execute=script))
+    add(db, clock, "a")
+    await sender.drain()
+    assert row(db, "a").status == "pending"
+    await run_until_settled(sender, clock)
+    assert (row(db, "a").status, len(script.calls)) == ("sent", 3)
+
+
+async def test_a_bulk_backlog_does_not_hold_up_the_normal_lane(
+    db: Database, clock: FrozenClock
+) -> None:
+    script = Script()
+    sender = make_sender(db, clock, Effect(kind="k", api_path="p", execute=script), batch_size=5)
+    for i in range(30):
+        add(db, clock, f"bulk{i}", lane=queue.BULK)
+    clock.advance(1)
+    add(db, clock, "calendar")
+    assert await sender.drain(queue.NORMAL) == 1
+    assert script.calls == [{"key": "calendar"}]
+    assert await sender.drain() == 30  # every lane
 
 
 async def test_transient_error_class_is_not_final(db: Database, clock: FrozenClock) -> None:

@@ -64,6 +64,13 @@ async def test_admin_routes_script_the_world(sandbox: Sandbox, receiver: Receive
         calls = (await http.get("/sandbox/calls", params={"path": "gettoken"})).json()
         assert [c["errcode"] for c in calls["calls"]] == [0, -1]
         assert calls["unknown"] == []
+
+        revoked = await http.post("/sandbox/faults", json={"kind": "revoke_tokens"})
+        assert revoked.status_code == 200
+        refused = await http.post(
+            "/cgi-bin/externalcontact/add_msg_template", params={"access_token": token}, json=body
+        )
+        assert refused.json()["errcode"] == 40014
         state = (await http.get("/sandbox/state")).json()
         assert state["customers"] == 1
         assert state["pending_callbacks"] == 0

@@ -415,7 +415,7 @@ async def test_rule_tags_reach_every_active_relation_and_the_mirror(tw: TagWorld
         assert tw.on_customer(userid, ext) == {"资产50万+", "代发客户"}
         assert tw.pushed(userid, ext) == {"资产50万+", "代发客户"}
         assert tw.mirrored(userid, ext) == {"资产50万+", "代发客户"}
-    assert [r.status for r in tw.outbox()] == [queue.SENT, queue.SENT]
+    assert [(r.status, r.lane) for r in tw.outbox()] == [(queue.SENT, queue.BULK)] * 2
     assert len(tw.wecom.ledger.emitted_callbacks) == emitted  # the API path told the mirror
 
 
