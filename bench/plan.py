@@ -57,6 +57,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.audience import POSTGRES_FORMAT, SQLITE_FORMAT, Format, migrate, open_database
+from bench.docs_page import DOCS, write_section
 from bench.loading import Rows, load_rows
 from bot.calendar.content import ContentLibrary
 from bot.calendar.occurrences import Occurrence, occurrences_on
@@ -68,7 +69,6 @@ from bot.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Planning a day (bench/plan.py)"
 DEFAULT_SQLITE = OUT / "plan.db"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:54329/bot_bench_plan"
@@ -587,16 +587,7 @@ def _wrap(paragraph: str, indent: str = "") -> str:
 
 def write_docs(body: str) -> None:
     """Add or replace this benchmark's section of docs/benchmarks.md."""
-    page = DOCS.read_text(encoding="utf-8")
-    section = f"{SECTION}\n\n{body.rstrip()}\n"
-    start = page.find(SECTION)
-    if start < 0:
-        page = page.rstrip("\n") + "\n\n" + section
-    else:
-        end = page.find("\n## ", start + len(SECTION))
-        rest = "" if end < 0 else "\n" + page[end + 1 :]
-        page = page[:start] + section + rest
-    DOCS.write_text(page, encoding="utf-8")
+    write_section(SECTION, body)
 
 
 def docs_body(table: str, results: list[EngineResult]) -> str:

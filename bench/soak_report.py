@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bench.docs_page import write_section
 from bench.soak_checks import Verdicts
 from bench.soak_monitor import Sample
 from bench.soak_profile import OTHER, PARTS, Profile
 from bench.soak_setup import Branch, SlotTime
-from tests.crash.procs import ROOT
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Soak run — `bench/soak.py`"
 P99_TARGET_MS = 100.0
 PROCESSES = ("serve-a", "serve-b", "sandbox", "postgres", "load")
@@ -268,17 +267,8 @@ def render(run: Run) -> str:
 
 
 def write_docs(body: str) -> None:
-    """Replace (or add, at the end of the page) the soak's section of docs/benchmarks.md."""
-    page = DOCS.read_text(encoding="utf-8")
-    section = f"{SECTION}\n\n{body.rstrip()}\n"
-    start = page.find(SECTION)
-    if start < 0:
-        page = page.rstrip("\n") + "\n\n" + section
-    else:
-        end = page.find("\n## ", start + len(SECTION))
-        rest = "" if end < 0 else "\n" + page[end + 1 :]
-        page = page[:start] + section + rest
-    DOCS.write_text(page, encoding="utf-8")
+    """Add or replace this benchmark's section of docs/benchmarks.md."""
+    write_section(SECTION, body)
 
 
 __all__ = ["Run", "render", "write_docs"]
