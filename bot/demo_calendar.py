@@ -150,11 +150,13 @@ async def play_week(run: DemoRun, *, rng: random.Random, console: Console) -> No
 
 
 def _earlier_sends(run: DemoRun, rng: random.Random, monday: date) -> int:
-    """Put a few payroll customers at the month's receive cap, as earlier campaigns would
-    have, so the week shows the cap at work."""
+    """Put a few payroll customers at the receive cap of every period the week touches, as
+    earlier campaigns would have, so the week shows the cap at work (a week that starts in
+    one month and ends in the next touches two monthly periods)."""
     settings = run.bot.settings
     mode = settings.calendar.receive_cap
-    period, cap = caps.period_of(monday, mode), caps.cap_of(monday, mode)
+    days = [monday + timedelta(days=offset) for offset in range(7)]
+    periods = {caps.period_of(day, mode): caps.cap_of(day, mode) for day in days}
 
     def write(session: Session) -> int:
         payroll = sorted(
@@ -165,12 +167,16 @@ def _earlier_sends(run: DemoRun, rng: random.Random, monday: date) -> int:
             )
         )
         chosen = rng.sample(payroll, k=max(1, len(payroll) // 12)) if payroll else []
-        for external_userid in chosen:
-            session.add(
-                ReceiveCount(
-                    period=period, target_kind=caps.CUSTOMER, target_id=external_userid, count=cap
+        for period, cap in periods.items():
+            for external_userid in chosen:
+                session.add(
+                    ReceiveCount(
+                        period=period,
+                        target_kind=caps.CUSTOMER,
+                        target_id=external_userid,
+                        count=cap,
+                    )
                 )
-            )
         return len(chosen)
 
     return run.bot.db.call(write)
