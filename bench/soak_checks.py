@@ -217,17 +217,7 @@ def check_tags(v: Verdicts, peek: Peek, relations: list[Json], calls: list[Json]
         f"calls; {len(mismatched)} relations where they differ; {repeated_by_design} calls "
         "repeated after a timeout that took effect",
     )
-    managed = {
-        str(t)
-        for (t,) in peek.rows(
-            "SELECT wecom_tag_id FROM rule_tag_map WHERE wecom_tag_id IS NOT NULL"
-        )
-    }
-    pushed: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for userid, ext, tag in peek.rows(
-        "SELECT userid, external_userid, wecom_tag_id FROM pushed_tags"
-    ):
-        pushed[(str(userid), str(ext))].add(str(tag))
+    managed, pushed = peek.bot_tags()
     differs = 0
     for r in relations:
         relation = (str(r["userid"]), str(r["external_userid"]))

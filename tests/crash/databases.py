@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,22 @@ class Peek:
             "SELECT status, count(*) FROM outbox WHERE kind = :kind GROUP BY status", kind=kind
         )
         return {str(status): int(count) for status, count in rows}
+
+    def bot_tags(self) -> tuple[set[str], dict[tuple[str, str], set[str]]]:
+        """The WeCom tag ids the bot manages, and per (userid, external_userid) those it has
+        pushed itself (its ledger of what it may remove)."""
+        managed = {
+            str(t)
+            for (t,) in self.rows(
+                "SELECT wecom_tag_id FROM rule_tag_map WHERE wecom_tag_id IS NOT NULL"
+            )
+        }
+        pushed: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for userid, ext, tag in self.rows(
+            "SELECT userid, external_userid, wecom_tag_id FROM pushed_tags"
+        ):
+            pushed[(str(userid), str(ext))].add(str(tag))
+        return managed, pushed
 
     def open_outbox(self) -> int:
         return int(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -80,17 +80,7 @@ def test_tag_sync_killed_mid_push_applies_every_change_once(
         serve.stop()
 
         assert peek.outbox_status("mark_tag") == {"sent": planned}
-        managed = {
-            str(t)
-            for (t,) in peek.rows(
-                "SELECT wecom_tag_id FROM rule_tag_map WHERE wecom_tag_id IS NOT NULL"
-            )
-        }
-        pushed: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for userid, ext, tag in peek.rows(
-            "SELECT userid, external_userid, wecom_tag_id FROM pushed_tags"
-        ):
-            pushed[(str(userid), str(ext))].add(str(tag))
+        managed, pushed = peek.bot_tags()
         in_wecom = {
             (r["userid"], r["external_userid"]): set(r["tag_ids"]) for r in admin.relations()
         }
