@@ -308,15 +308,13 @@ class Sender:
                 error=error,
                 errcode=errcode,
             )
-            if not recorded:
+            kind = effect or self.effects.get(item.kind)
+            if not recorded or kind is None:
                 return
-            if status == queue.SENT:
-                if effect is not None and effect.on_success is not None:
-                    effect.on_success(session, item.payload, result or {}, now)
-            elif status in GIVEN_UP:
-                hook = self.effects.get(item.kind)
-                if hook is not None and hook.on_give_up is not None:
-                    hook.on_give_up(session, item.payload, status, now)
+            if status == queue.SENT and kind.on_success is not None:
+                kind.on_success(session, item.payload, result or {}, now)
+            elif status in GIVEN_UP and kind.on_give_up is not None:
+                kind.on_give_up(session, item.payload, status, now)
 
         await self.db.run(write)
 
