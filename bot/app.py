@@ -209,7 +209,7 @@ def create_app(
         log=logging.getLogger("bot.handlers"),
     )
     processor = InboxProcessor(db, clock, registry, ctx, settings.dispatcher, worker)
-    gateway = CallbackGateway(settings, db, clock, make_crypto(settings), processor.notify)
+    gateway = CallbackGateway(settings, db, clock, make_crypto(settings), processor.accept)
     sender = Sender(
         db=db,
         clock=clock,

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
@@ -16,7 +17,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.crypto import CryptoError, SignatureError, WeComCrypto
 from bot.gateway.inbox import InboxWriter, dedupe_key
-from bot.gateway.parse import parse_event
+from bot.gateway.parse import event_key_of
 from bot.gateway.xmlsafe import XmlRejected, parse_xml
 from bot.store.db import Database
 
@@ -57,7 +58,7 @@ class CallbackGateway:
         db: Database,
         clock: Clock,
         crypto: WeComCrypto | None,
-        on_stored: Callable[[], None] | None = None,
+        on_stored: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -108,7 +109,9 @@ class CallbackGateway:
             self._check(crypto, signature, timestamp, nonce, encrypt)
             plaintext = self._decrypt(crypto, encrypt)
             try:
-                event = parse_event(plaintext, max_bytes=self.max_body_bytes)
+                # Parsed here so a broken message is refused (and WeCom told) now; turning the
+                # fields into a typed event is the dispatcher's work, off the request path.
+                fields = parse_xml(plaintext, max_bytes=self.max_body_bytes)
             except XmlRejected as exc:
                 log.warning("decrypted callback refused: %s", exc.reason)
                 raise _Reject(400, "bad_message") from None
@@ -116,16 +119,17 @@ class CallbackGateway:
             return self._rejected(rejected, "callback")
 
         key = dedupe_key(plaintext)
+        routing = event_key_of(fields)
         now = self.clock.now()
         try:
-            new = await self.writer.store(key=key, event=event, payload=plaintext, now=now)
+            new = await self.writer.store(key=key, routing=routing, payload=plaintext, now=now)
         except SQLAlchemyError as exc:
             # Not stored, so not acknowledged: WeCom retries the delivery. Error classes only:
             # the error's text lists the statement's parameters, the decrypted message included.
             cause = type(getattr(exc, "orig", None) or exc).__name__
             log.error(
                 "callback %s key=%s could not be stored: %s (%s)",
-                event.routing_key,
+                routing,
                 key[:12],
                 type(exc).__name__,
                 cause,
@@ -134,12 +138,12 @@ class CallbackGateway:
             return Response(status_code=503)
         if new:
             self.counters.stored += 1
-            log.info("stored callback %s key=%s", event.routing_key, key[:12])
+            log.info("stored callback %s key=%s", routing, key[:12])
             if self.on_stored is not None:
-                self.on_stored()
+                self.on_stored(key, fields)
         else:
             self.counters.duplicates += 1
-            log.info("duplicate callback %s key=%s", event.routing_key, key[:12])
+            log.info("duplicate callback %s key=%s", routing, key[:12])
         return Response(status_code=200)
 
     def _crypto(self) -> WeComCrypto:

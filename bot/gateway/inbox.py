@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from bot.gateway.events import CallbackEvent
+from bot.gateway.events import EventKey
 from bot.store.db import Database
 from bot.store.models import InboxEvent
 
@@ -35,12 +37,10 @@ _INBOX: Table = InboxEvent.metadata.tables[InboxEvent.__tablename__]
 
 
 @lru_cache(maxsize=4)
-def _insert_once(dialect: str) -> Insert:
-    """The INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect.
-
-    Built from the Core table and executed with parameters: constructing an ORM-enabled
-    INSERT per callback cost about 1 ms of CPU, most of the gateway's budget.
-    """
+def _insert_keys(dialect: str) -> Insert:
+    """INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, built once per
+    dialect from the Core table: an ORM-enabled INSERT per callback cost about 1 ms of CPU,
+    most of the gateway's budget."""
     if dialect == "postgresql":
         statement: Insert = postgresql.insert(_INBOX).on_conflict_do_nothing(
             index_elements=["dedupe_key"]
@@ -49,44 +49,69 @@ def _insert_once(dialect: str) -> Insert:
         statement = sqlite.insert(_INBOX).on_conflict_do_nothing(index_elements=["dedupe_key"])
     else:
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    return statement.returning(_INBOX.c.id)
+    return statement.returning(_INBOX.c.dedupe_key)
+
+
+def _row(key: str, routing: EventKey, payload: bytes, now: datetime) -> dict[str, object]:
+    return {
+        "dedupe_key": key,
+        "received_at": now,
+        # Truncated to the columns' widths: an odd value from WeCom must not turn a
+        # storable callback into a database error (and a lost event).
+        "msg_type": routing.msg_type[:32],
+        "event": routing.event[:64] if routing.event else None,
+        "change_type": routing.change_type[:64] if routing.change_type else None,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "leased_by": None,
+        "processed_at": None,
+        "last_error": None,
+    }
+
+
+class Callback(NamedTuple):
+    """One accepted callback, as the inbox stores it."""
+
+    key: str
+    routing: EventKey  # (MsgType, Event, ChangeType), stored as columns for queries
+    payload: bytes
+    now: datetime
 
 
 def store_event(
-    session: Session, *, key: str, event: CallbackEvent, payload: bytes, now: datetime
+    session: Session, *, key: str, routing: EventKey, payload: bytes, now: datetime
 ) -> bool:
     """Insert the callback unless its key is already stored; True if this call stored it."""
-    routing = event.routing_key
+    return store_events(session, [Callback(key, routing, payload, now)])[0]
+
+
+def store_events(session: Session, callbacks: Sequence[Callback]) -> list[bool]:
+    """Insert callbacks in one multi-row statement; per callback, True if it stored the
+    row (False: its key was stored before, or by an earlier callback of this group).
+
+    One INSERT … VALUES (…), (…) … RETURNING instead of a statement per callback: under
+    load the group commit holds dozens, and per-statement work in SQLAlchemy was most of
+    the insert's cost.
+    """
+    first: dict[str, int] = {}
+    for index, callback in enumerate(callbacks):
+        first.setdefault(callback.key, index)
     connection = session.connection()
-    row = connection.execute(
-        _insert_once(connection.dialect.name),
-        {
-            "dedupe_key": key,
-            "received_at": now,
-            # Truncated to the columns' widths: an odd value from WeCom must not turn a
-            # storable callback into a database error (and a lost event).
-            "msg_type": routing.msg_type[:32],
-            "event": routing.event[:64] if routing.event else None,
-            "change_type": routing.change_type[:64] if routing.change_type else None,
-            "payload": payload,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "lease_until": None,
-            "leased_by": None,
-            "processed_at": None,
-            "last_error": None,
-        },
-    ).first()
-    return row is not None
+    stored = set(
+        connection.execute(
+            _insert_keys(connection.dialect.name),
+            [_row(*callbacks[index]) for index in first.values()],
+        ).scalars()
+    )
+    return [first[c.key] == index and c.key in stored for index, c in enumerate(callbacks)]
 
 
 @dataclass(frozen=True)
 class _Pending:
-    key: str
-    event: CallbackEvent
-    payload: bytes
-    now: datetime
+    callback: Callback
     done: asyncio.Future[bool]
 
 
@@ -104,10 +129,10 @@ class InboxWriter:
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def store(self, *, key: str, event: CallbackEvent, payload: bytes, now: datetime) -> bool:
+    async def store(self, *, key: str, routing: EventKey, payload: bytes, now: datetime) -> bool:
         """Store one callback; True if new, False if its key was already stored."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(key, event, payload, now, done))
+        self._queue.append(_Pending(Callback(key, routing, payload, now), done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         # A caller that goes away cancels only its own future; the row is still written (and
@@ -120,10 +145,7 @@ class InboxWriter:
             del self._queue[: self.max_batch]
 
             def write(session: Session, batch: list[_Pending] = batch) -> list[bool]:
-                return [
-                    store_event(session, key=p.key, event=p.event, payload=p.payload, now=p.now)
-                    for p in batch
-                ]
+                return store_events(session, [p.callback for p in batch])
 
             try:
                 results = await self.db.run(write)
@@ -147,4 +169,12 @@ def purge_finished(session: Session, *, before: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-__all__ = ["FINISHED", "InboxWriter", "dedupe_key", "purge_finished", "store_event"]
+__all__ = [
+    "FINISHED",
+    "Callback",
+    "InboxWriter",
+    "dedupe_key",
+    "purge_finished",
+    "store_event",
+    "store_events",
+]

@@ -6,26 +6,30 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, Integer, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.config import DispatcherConfig
 from bot.dispatch import Registry, RetryLater
 from bot.gateway.events import CallbackEvent, UnknownEvent
-from bot.gateway.parse import parse_event
-from bot.gateway.xmlsafe import XmlRejected
+from bot.gateway.parse import event_from_fields
+from bot.gateway.xmlsafe import XmlRejected, parse_xml
 from bot.handlers.context import HandlerContext
 from bot.logs import inbox_fields
 from bot.store.db import Database
-from bot.store.leases import claim_due
 from bot.store.models import InboxEvent
 
 log = logging.getLogger(__name__)
 
 BACKOFF_CAP_SECONDS = 300
+# Parsed fields handed over by this process's gateway, kept for rows not yet claimed.
+PARSED_CACHE_SIZE = 4096
+# How long handled outcomes may wait to be written with the rest of their batch.
+RECORD_EVERY_SECONDS = 1.0
 ERROR_TEXT_LIMIT = 2000
 
 
@@ -104,9 +108,23 @@ class InboxProcessor:
         self.batch_size = batch_size
         self.counters = ProcessorCounters()
         self._wake = asyncio.Event()
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     def notify(self) -> None:
         """Wake the run loop (the gateway calls this after storing a new row)."""
+        self._wake.set()
+
+    def accept(self, key: str, fields: dict[str, Any]) -> None:
+        """The gateway stored a new row: keep its parsed fields, so this process need not
+        parse the payload again when it claims the row, and wake the run loop.
+
+        Only a shortcut: rows stored by another instance, or evicted from this bounded
+        cache while the backlog is long, are parsed from their payload as before.
+        """
+        parsed = self._parsed
+        if len(parsed) >= PARSED_CACHE_SIZE:
+            del parsed[next(iter(parsed))]  # the oldest
+        parsed[key] = fields
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -141,59 +159,73 @@ class InboxProcessor:
         claim and one outcome write cover many of them instead of a transaction pair each.
         """
         total = 0
+        unrecorded: list[_Outcome] = []
         while True:
-            batch = await self.db.run(self._claim)
+            # The previous batch's outcomes and the next claim share one transaction: one
+            # commit per batch instead of two.
+            batch = await self._record_then_claim(unrecorded)
+            unrecorded = []
             if not batch:
                 return total
             # One batch, in id order, one row at a time: events about one entity (a group's
             # update then dismiss) are handled in the order they were stored. Outcomes are
-            # written together, except that a row whose handler did real work is written
-            # at once, so a long batch never outlives its lease with results unrecorded.
-            outcomes: list[_Outcome] = []
+            # written together after the batch, and sooner once handlers have taken
+            # RECORD_EVERY_SECONDS, so a slow batch never outlives its lease with results
+            # unrecorded. Handlers are idempotent: a crash before the write only means those
+            # rows run again.
+            since = self.clock.timestamp()
             for row in batch:
-                outcome = await self._process(row)
-                outcomes.append(outcome)
-                if outcome.handled:
-                    await self._record(outcomes)
-                    outcomes = []
-            if outcomes:
-                await self._record(outcomes)
+                unrecorded.append(await self._process(row))
+                if self.clock.timestamp() - since >= RECORD_EVERY_SECONDS:
+                    await self._record(unrecorded)
+                    unrecorded = []
+                    since = self.clock.timestamp()
             total += len(batch)
             if linger and len(batch) < self.batch_size:
+                # Not held unwritten through the pause.
+                if unrecorded:
+                    await self._record(unrecorded)
+                    unrecorded = []
                 await asyncio.sleep(linger)
 
     def _claim(self, session: Session) -> list[Claimed]:
-        # Attempts are counted at the claim, so a row that kills its worker every time
-        # still runs out of attempts instead of being recovered forever.
-        pairs = claim_due(
-            session,
-            InboxEvent,
-            now=self.clock.now(),
-            worker_id=self.worker_id,
-            lease_seconds=self.config.lease_seconds,
-            limit=self.batch_size,
-            due_column=InboxEvent.next_attempt_at,
-            ready_statuses=("pending",),
-            leased_status="processing",
-            extra_values={"attempts": InboxEvent.attempts + 1},
+        """Lease up to batch_size due rows: first those whose worker's lease ran out, then
+        pending rows in due order. Attempts are counted at the claim, so a row that kills
+        its worker every time still runs out of attempts instead of being recovered forever.
+
+        Two UPDATE … WHERE id IN (SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING
+        statements, built once: the generic claim (bot/store/leases.py) builds four ORM
+        statements per claim, which cost more CPU than the rows it claimed.
+        """
+        connection = session.connection()
+        statements = _claim_statements(connection.dialect.name)
+        now = self.clock.now()
+        params = {
+            "now": now,
+            "until": now + timedelta(seconds=self.config.lease_seconds),
+            "worker": self.worker_id,
+            "limit": self.batch_size,
+        }
+        rows = list(connection.execute(statements.expired, params))
+        if len(rows) < self.batch_size:
+            params["limit"] = self.batch_size - len(rows)
+            rows.extend(connection.execute(statements.pending, params))
+        return sorted(
+            (
+                Claimed(id=r[0], payload=r[1], attempts=r[2], next_attempt_at=r[3], dedupe_key=r[4])
+                for r in rows
+            ),
+            key=lambda claimed: claimed.id,
         )
-        if not pairs:
-            return []
-        rows = session.execute(
-            select(
-                InboxEvent.id,
-                InboxEvent.payload,
-                InboxEvent.attempts,
-                InboxEvent.next_attempt_at,
-                InboxEvent.dedupe_key,
-            )
-            .where(InboxEvent.id.in_([row_id for row_id, _ in pairs]))
-            .order_by(InboxEvent.id)
-        ).all()
-        return [
-            Claimed(id=r[0], payload=r[1], attempts=r[2], next_attempt_at=r[3], dedupe_key=r[4])
-            for r in rows
-        ]
+
+    async def _record_then_claim(self, outcomes: list[_Outcome]) -> list[Claimed]:
+        def work(session: Session) -> tuple[list[_Outcome], list[Claimed]]:
+            lost = self._write_outcomes(session, outcomes) if outcomes else []
+            return lost, self._claim(session)
+
+        lost, batch = await self.db.run(work)
+        self._report_lost(lost)
+        return batch
 
     async def _process(self, row: Claimed) -> _Outcome:
         if row.attempts > self.config.max_attempts:
@@ -211,7 +243,9 @@ class InboxProcessor:
                 error=f"abandoned: lease expired after {row.attempts - 1} attempts",
             )
         try:
-            event = parse_event(row.payload, max_bytes=max(len(row.payload), 1))
+            fields = self._parsed.pop(row.dedupe_key, None)
+            if fields is None:
+                fields = parse_xml(row.payload, max_bytes=max(len(row.payload), 1))
         except XmlRejected as exc:
             # The gateway parsed it once; retrying cannot make it parse.
             log.error(
@@ -222,6 +256,7 @@ class InboxProcessor:
             )
             self.counters.failed += 1
             return self._outcome(row, status="failed", error=_error_text(exc))
+        event = event_from_fields(fields)
         await self._observe(event, row)
         handler = self.registry.resolve(event)
         if handler is None:
@@ -247,7 +282,6 @@ class InboxProcessor:
                     error=f"retry later: {later.reason}",
                     next_attempt_at=self.clock.now()
                     + timedelta(seconds=later.seconds * row.attempts),
-                    handled=True,
                 )
             return self._failed_attempt(row, event, later)
         except Exception as exc:
@@ -256,7 +290,7 @@ class InboxProcessor:
         log.info(
             "inbox row %d %s done", row.id, event.routing_key, extra=_fields(row, event, "done")
         )
-        return self._outcome(row, status="done", handled=True)
+        return self._outcome(row, status="done")
 
     async def _observe(self, event: CallbackEvent, row: Claimed) -> None:
         # Observers are for audit and metrics: one failing must not block or retry the
@@ -298,7 +332,7 @@ class InboxProcessor:
                 extra=_fields(row, event, "failed"),
             )
             self.counters.failed += 1
-            return self._outcome(row, status="failed", error=error, handled=True)
+            return self._outcome(row, status="failed", error=error)
         delay = backoff_seconds(row.attempts)
         log.warning(
             "inbox row %d %s attempt %d failed, retrying in %.0f s: %s",
@@ -316,7 +350,6 @@ class InboxProcessor:
             status="pending",
             error=error,
             next_attempt_at=self.clock.now() + timedelta(seconds=delay),
-            handled=True,
         )
 
     def _outcome(
@@ -326,46 +359,75 @@ class InboxProcessor:
         status: str,
         error: str | None = None,
         next_attempt_at: datetime | None = None,
-        handled: bool = False,
     ) -> _Outcome:
         now = self.clock.now()
         if status == "pending":
-            return _Outcome(row.id, status, next_attempt_at or now, None, error, handled)
+            return _Outcome(row.id, status, next_attempt_at or now, None, error)
         # A finished row keeps next_attempt_at as it was claimed: it is never due again.
-        return _Outcome(row.id, status, row.next_attempt_at, now, error, handled)
+        return _Outcome(row.id, status, row.next_attempt_at, now, error)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        """Write outcomes in one statement (executemany), each only where this worker still
-        holds the lease: if it expired and another worker took the row over, theirs counts."""
-        params = [
-            {
-                "row_id": o.row_id,
-                "worker": self.worker_id,
-                "new_status": o.status,
-                "next_at": o.next_attempt_at,
-                "done_at": o.processed_at,
-                "error": o.error,
-            }
-            for o in outcomes
-        ]
+        lost = await self.db.run(lambda session: self._write_outcomes(session, outcomes))
+        self._report_lost(lost)
 
-        def write(session: Session) -> list[_Outcome]:
-            result = session.connection().execute(_RECORD, params)
-            if int(getattr(result, "rowcount", -1)) == len(outcomes):
-                return []
-            # Some lease was lost (rare): find which rows another worker now holds.
-            mine = set(
-                session.scalars(
-                    select(InboxEvent.id).where(
-                        InboxEvent.id.in_([o.row_id for o in outcomes]),
-                        InboxEvent.status.in_([o.status for o in outcomes]),
-                        InboxEvent.leased_by.is_(None),
-                    )
+    def _write_outcomes(self, session: Session, outcomes: list[_Outcome]) -> list[_Outcome]:
+        """Write outcomes, each only where this worker still holds the lease: if it expired
+        and another worker took the row over, theirs counts. Returns the outcomes whose lease
+        was lost.
+
+        Rows finished without an error (the usual case) are written by status, one UPDATE
+        … WHERE id IN (…) each, stamped with the last of their handling times; the rest in
+        one executemany. Per-row parameters cost more than the rest of the write.
+        """
+        connection = session.connection()
+        plain: dict[str, list[_Outcome]] = {}
+        detailed: list[_Outcome] = []
+        for outcome in outcomes:
+            if outcome.processed_at is not None and outcome.error is None:
+                plain.setdefault(outcome.status, []).append(outcome)
+            else:
+                detailed.append(outcome)
+        written = 0
+        for status, group in plain.items():
+            result = connection.execute(
+                _FINISH,
+                {
+                    "ids": [o.row_id for o in group],
+                    "worker": self.worker_id,
+                    "new_status": status,
+                    "done_at": max(o.processed_at for o in group if o.processed_at),
+                },
+            )
+            written += int(getattr(result, "rowcount", 0))
+        if detailed:
+            params = [
+                {
+                    "row_id": o.row_id,
+                    "worker": self.worker_id,
+                    "new_status": o.status,
+                    "next_at": o.next_attempt_at,
+                    "done_at": o.processed_at,
+                    "error": o.error,
+                }
+                for o in detailed
+            ]
+            written += int(getattr(connection.execute(_RECORD, params), "rowcount", 0))
+        if written == len(outcomes):
+            return []
+        # Some lease was lost (rare): find which rows another worker now holds.
+        mine = set(
+            session.scalars(
+                select(InboxEvent.id).where(
+                    InboxEvent.id.in_([o.row_id for o in outcomes]),
+                    InboxEvent.status.in_([o.status for o in outcomes]),
+                    InboxEvent.leased_by.is_(None),
                 )
             )
-            return [o for o in outcomes if o.row_id not in mine]
+        )
+        return [o for o in outcomes if o.row_id not in mine]
 
-        for outcome in await self.db.run(write):
+    def _report_lost(self, lost: list[_Outcome]) -> None:
+        for outcome in lost:
             self.counters.lost_leases += 1
             log.warning(
                 "inbox row %d: lease lost before recording %s", outcome.row_id, outcome.status
@@ -373,24 +435,76 @@ class InboxProcessor:
 
 
 _INBOX = InboxEvent.metadata.tables[InboxEvent.__tablename__]
-# One compiled statement for every outcome: building a statement per row cost more CPU
-# than the rest of the dispatch.
-_RECORD = (
-    update(_INBOX)
-    .where(
-        _INBOX.c.id == bindparam("row_id"),
-        _INBOX.c.status == "processing",
-        _INBOX.c.leased_by == bindparam("worker"),
+
+
+def _release(rows: ColumnElement[bool], **values: Any) -> Update:
+    """Write an outcome where this worker still holds the lease, and release it."""
+    return (
+        update(_INBOX)
+        .where(rows, _INBOX.c.status == "processing", _INBOX.c.leased_by == bindparam("worker"))
+        .values(status=bindparam("new_status"), lease_until=None, leased_by=None, **values)
     )
-    .values(
-        status=bindparam("new_status"),
-        lease_until=None,
-        leased_by=None,
-        next_attempt_at=bindparam("next_at"),
-        processed_at=bindparam("done_at"),
-        last_error=bindparam("error"),
-    )
+
+
+# Compiled once: building a statement per row cost more CPU than the rest of the dispatch.
+# Any outcome, one row per parameter set (executemany).
+_RECORD = _release(
+    _INBOX.c.id == bindparam("row_id"),
+    next_attempt_at=bindparam("next_at"),
+    processed_at=bindparam("done_at"),
+    last_error=bindparam("error"),
 )
+# Rows finished without an error, by status: next_attempt_at stays as claimed (never due
+# again).
+_FINISH = _release(
+    _INBOX.c.id.in_(bindparam("ids", expanding=True)),
+    processed_at=bindparam("done_at"),
+    last_error=None,
+)
+
+
+class _ClaimStatements(NamedTuple):
+    expired: Update
+    pending: Update
+
+
+@lru_cache(maxsize=4)
+def _claim_statements(dialect: str) -> _ClaimStatements:
+    """The inbox claims for one dialect: leases run out, then pending rows due by `now`."""
+
+    def claim(status: str, due: ColumnElement[bool]) -> Update:
+        chosen = (
+            select(_INBOX.c.id)
+            .where(_INBOX.c.status == status, due)
+            # Ordered by the (status, next_attempt_at) index alone, so the scan stops at
+            # the limit instead of sorting the whole backlog.
+            .order_by(_INBOX.c.next_attempt_at)
+            .limit(bindparam("limit", type_=Integer))
+        )
+        if dialect == "postgresql":
+            chosen = chosen.with_for_update(skip_locked=True)
+        return (
+            update(_INBOX)
+            .where(_INBOX.c.id.in_(chosen))
+            .values(
+                status="processing",
+                lease_until=bindparam("until"),
+                leased_by=bindparam("worker"),
+                attempts=_INBOX.c.attempts + 1,
+            )
+            .returning(
+                _INBOX.c.id,
+                _INBOX.c.payload,
+                _INBOX.c.attempts,
+                _INBOX.c.next_attempt_at,
+                _INBOX.c.dedupe_key,
+            )
+        )
+
+    return _ClaimStatements(
+        expired=claim("processing", _INBOX.c.lease_until < bindparam("now")),
+        pending=claim("pending", _INBOX.c.next_attempt_at <= bindparam("now")),
+    )
 
 
 @dataclass(frozen=True)
@@ -402,7 +516,6 @@ class _Outcome:
     next_attempt_at: datetime
     processed_at: datetime | None
     error: str | None
-    handled: bool
 
 
 __all__ = ["Claimed", "InboxProcessor", "ProcessorCounters", "backoff_seconds"]

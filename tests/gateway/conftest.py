@@ -83,7 +83,9 @@ def stored_calls() -> list[int]:
 def gateway(
     settings: Settings, db: Database, clock: FrozenClock, crypto: WeComCrypto, stored_calls
 ) -> CallbackGateway:
-    return CallbackGateway(settings, db, clock, crypto, on_stored=lambda: stored_calls.append(1))
+    return CallbackGateway(
+        settings, db, clock, crypto, on_stored=lambda key, fields: stored_calls.append(1)
+    )
 
 
 @pytest.fixture

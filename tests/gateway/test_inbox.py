@@ -12,7 +12,14 @@ from sqlalchemy.exc import OperationalError
 
 from bot.clock import FrozenClock
 from bot.gateway.events import CallbackEvent
-from bot.gateway.inbox import InboxWriter, dedupe_key, purge_finished, store_event
+from bot.gateway.inbox import (
+    Callback,
+    InboxWriter,
+    dedupe_key,
+    purge_finished,
+    store_event,
+    store_events,
+)
 from bot.gateway.parse import parse_event
 from bot.store.db import Database
 from bot.store.models import InboxEvent
@@ -23,7 +30,9 @@ def _store(db: Database, plaintext: bytes, clock: FrozenClock) -> bool:
     event = parse_event(plaintext)
     key = dedupe_key(plaintext)
     return db.call(
-        lambda s: store_event(s, key=key, event=event, payload=plaintext, now=clock.now())
+        lambda s: store_event(
+            s, key=key, routing=event.routing_key, payload=plaintext, now=clock.now()
+        )
     )
 
 
@@ -60,6 +69,29 @@ def test_store_once_then_duplicate(db: Database, clock: FrozenClock) -> None:
     assert row.next_attempt_at == clock.now()
     assert row.lease_until is None
     assert row.processed_at is None
+
+
+def test_a_group_stores_each_new_key_once_in_order(db: Database, clock: FrozenClock) -> None:
+    """One multi-row insert: a key stored before and a key repeated inside the group are
+    both reported as duplicates, and only the first of a repeated key as stored."""
+
+    def callback(name: str) -> Callback:
+        plaintext = fixture_xml(name)
+        return Callback(
+            dedupe_key(plaintext), parse_event(plaintext).routing_key, plaintext, clock.now()
+        )
+
+    earlier = callback("add_external_contact")
+    assert db.call(lambda s: store_events(s, [earlier])) == [True]
+    fresh, other = callback("del_follow_user"), callback("external_chat_update")
+    group = [fresh, earlier, fresh, other, earlier]
+
+    assert db.call(lambda s: store_events(s, group)) == [True, False, False, True, False]
+
+    rows = inbox_rows(db)
+    assert [r.dedupe_key for r in rows] == [earlier.key, fresh.key, other.key]
+    assert [r.payload for r in rows] == [earlier.payload, fresh.payload, other.payload]
+    assert rows[2].change_type == "update"
 
 
 def test_messages_and_unknown_events_are_stored_with_their_keys(
@@ -118,7 +150,7 @@ async def test_writer_batches_concurrent_stores_into_few_transactions(
     duplicate = items[0]
     results = await asyncio.gather(
         *(
-            writer.store(key=k, event=e, payload=p, now=clock.now())
+            writer.store(key=k, routing=e.routing_key, payload=p, now=clock.now())
             for k, e, p in [*items, duplicate]
         )
     )
@@ -139,7 +171,10 @@ async def test_writer_reports_a_failed_transaction_to_every_caller_in_it(
     monkeypatch.setattr(db, "run", broken)
     items = [_pending("del_follow_user", n) for n in range(3)]
     results = await asyncio.gather(
-        *(writer.store(key=k, event=e, payload=p, now=clock.now()) for k, e, p in items),
+        *(
+            writer.store(key=k, routing=e.routing_key, payload=p, now=clock.now())
+            for k, e, p in items
+        ),
         return_exceptions=True,
     )
     assert all(isinstance(r, OperationalError) for r in results)
@@ -147,7 +182,7 @@ async def test_writer_reports_a_failed_transaction_to_every_caller_in_it(
     assert inbox_rows(db) == []
     # The writer recovers: the next store succeeds.
     key, event, payload = items[0]
-    assert await writer.store(key=key, event=event, payload=payload, now=clock.now())
+    assert await writer.store(key=key, routing=event.routing_key, payload=payload, now=clock.now())
 
 
 async def test_cancelled_caller_does_not_stop_the_shared_write(
@@ -155,8 +190,12 @@ async def test_cancelled_caller_does_not_stop_the_shared_write(
 ) -> None:
     writer = InboxWriter(db)
     (k1, e1, p1), (k2, e2, p2) = _pending("transfer_fail", 1), _pending("transfer_fail", 2)
-    first = asyncio.create_task(writer.store(key=k1, event=e1, payload=p1, now=clock.now()))
-    second = asyncio.create_task(writer.store(key=k2, event=e2, payload=p2, now=clock.now()))
+    first = asyncio.create_task(
+        writer.store(key=k1, routing=e1.routing_key, payload=p1, now=clock.now())
+    )
+    second = asyncio.create_task(
+        writer.store(key=k2, routing=e2.routing_key, payload=p2, now=clock.now())
+    )
     await asyncio.sleep(0)
     first.cancel()
     assert await second is True

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from bot.clock import FrozenClock
 from bot.config import DispatcherConfig, Settings
 from bot.dispatch import Registry, RetryLater
+from bot.gateway import xmlsafe
 from bot.gateway.events import (
     AddExternalContact,
     CallbackEvent,
@@ -23,7 +24,12 @@ from bot.gateway.events import (
 )
 from bot.gateway.inbox import dedupe_key, store_event
 from bot.gateway.parse import parse_event
-from bot.gateway.processor import InboxProcessor, backoff_seconds
+from bot.gateway.processor import (
+    PARSED_CACHE_SIZE,
+    RECORD_EVERY_SECONDS,
+    InboxProcessor,
+    backoff_seconds,
+)
 from bot.handlers.context import HandlerContext
 from bot.store.db import Database
 from bot.store.models import InboxEvent
@@ -38,7 +44,9 @@ def store(db: Database, clock: FrozenClock, plaintext: bytes) -> None:
     event = parse_event(plaintext)
     key = dedupe_key(plaintext)
     assert db.call(
-        lambda s: store_event(s, key=key, event=event, payload=plaintext, now=clock.now())
+        lambda s: store_event(
+            s, key=key, routing=event.routing_key, payload=plaintext, now=clock.now()
+        )
     )
 
 
@@ -357,6 +365,31 @@ async def test_rows_of_one_group_are_handled_in_stored_order(
     assert versions == [f"version-{n:04d}" for n in range(25)]
 
 
+@pytest.mark.parametrize("handler_seconds", [0.0, 0.6])
+async def test_outcomes_are_written_per_batch_and_sooner_when_handlers_are_slow(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext, handler_seconds: float
+) -> None:
+    """Fast handlers: the whole batch's outcomes in one write at its end. Handlers that take
+    time: written as soon as RECORD_EVERY_SECONDS have passed, not left to the batch end."""
+    seen_done: list[int] = []
+
+    async def on_update(event: ExternalChatUpdate, ctx: HandlerContext) -> None:
+        seen_done.append(sum(r.status == "done" for r in inbox_rows(db)))
+        clock.advance(handler_seconds)
+
+    registry = Registry()
+    registry.register(CHAT_UPDATE, on_update)
+    for n in range(6):
+        store(db, clock, chat_update(n))
+
+    assert await make_processor(db, clock, registry, handler_context, batch_size=6).drain() == 6
+
+    assert RECORD_EVERY_SECONDS == 1.0
+    # At 0.6 s per handler, every second row crosses the second since the last write.
+    assert seen_done == ([0, 0, 0, 0, 0, 0] if handler_seconds == 0 else [0, 0, 2, 2, 4, 4])
+    assert all(r.status == "done" for r in inbox_rows(db))
+
+
 async def test_two_workers_never_process_a_row_twice(
     db: Database, clock: FrozenClock, handler_context: HandlerContext
 ) -> None:
@@ -518,3 +551,46 @@ async def test_retry_later_puts_the_row_off_without_holding_the_others(
     first, _ = inbox_rows(db)
     assert (first.status, first.attempts) == ("failed", 3)  # attempts still run out
     assert seen.count("version-0001") == 3
+
+
+async def test_fields_handed_over_by_the_gateway_are_not_parsed_again(
+    db: Database,
+    clock: FrozenClock,
+    handler_context: HandlerContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = Recorder()
+    registry = Registry()
+    registry.register(CONTACT, seen.handler("contact"))
+    handed, stored_only = fixture_xml("add_external_contact"), fixture_xml("del_follow_user")
+    store(db, clock, handed)
+    store(db, clock, stored_only)
+    processor = make_processor(db, clock, registry, handler_context)
+    processor.accept(dedupe_key(handed), xmlsafe.parse_xml(handed, max_bytes=65_536))
+    parsed: list[bytes] = []
+    real_parse = xmlsafe.parse_xml
+
+    def counting_parse(data: bytes, *, max_bytes: int) -> dict[str, object]:
+        parsed.append(data)
+        return real_parse(data, max_bytes=max_bytes)
+
+    monkeypatch.setattr("bot.gateway.processor.parse_xml", counting_parse)
+
+    assert await processor.drain() == 2
+
+    # The row stored elsewhere (no hand-over) is parsed from its payload; both are handled.
+    assert parsed == [stored_only]
+    assert [type(event) for _, event in seen.calls] == [AddExternalContact, DelFollowUser]
+
+
+def test_the_hand_over_cache_is_bounded(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    processor = make_processor(db, clock, Registry(), handler_context)
+    for n in range(PARSED_CACHE_SIZE + 5):
+        processor.accept(f"key-{n}", {"MsgType": "text"})
+    kept = processor._parsed
+    assert len(kept) == PARSED_CACHE_SIZE
+    assert "key-4" not in kept
+    assert "key-5" in kept
+    assert f"key-{PARSED_CACHE_SIZE + 4}" in kept

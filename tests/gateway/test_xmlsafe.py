@@ -1,14 +1,19 @@
-"""Safe XML: size cap, DTD/entity refusal before parsing, defusedxml behind it, nesting cap."""
+"""Safe XML: size cap, DTD/entity refusal before parsing, expat's DTD hooks behind it, nesting
+cap, and the same fields as ElementTree reads."""
 
 from __future__ import annotations
 
 import re
 import time
+from xml.sax.saxutils import escape
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from bot.gateway import xmlsafe
 from bot.gateway.xmlsafe import XmlRejected, parse_xml
+from tests.fuzz.xml_shapes import dtd_like, xml_documents, xml_safe_text
 
 LIMIT = 65_536
 
@@ -54,7 +59,7 @@ def parser_must_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_a: object, **_k: object) -> None:
         raise AssertionError("the XML parser ran on a body that should be refused before it")
 
-    monkeypatch.setattr("bot.gateway.xmlsafe.defused_etree.fromstring", fail)
+    monkeypatch.setattr("bot.gateway.xmlsafe.parse_tree", fail)
 
 
 @pytest.mark.usefixtures("parser_must_not_run")
@@ -90,7 +95,7 @@ def test_utf16_cannot_smuggle_a_doctype_past_the_scan() -> None:
 
 
 @pytest.mark.parametrize("body", [XXE, BILLION_LAUGHS, b"<!DOCTYPE xml><xml/>"])
-def test_defusedxml_refuses_declarations_even_if_the_scan_missed(
+def test_the_parser_refuses_declarations_even_if_the_scan_missed(
     monkeypatch: pytest.MonkeyPatch, body: bytes
 ) -> None:
     monkeypatch.setattr(xmlsafe, "_DECLARATION", re.compile(rb"(?!)"))
@@ -129,6 +134,19 @@ def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
         parse_xml(body, max_bytes=LIMIT)
 
 
+def test_nesting_cap_counts_the_root_as_level_one() -> None:
+    def nested(levels: int) -> bytes:  # <xml> plus `levels` elements inside it
+        return b"<xml>" + b"<a>" * levels + b"x" + b"</a>" * levels + b"</xml>"
+
+    deepest = xmlsafe.MAX_DEPTH - 1
+    value = parse_xml(nested(deepest), max_bytes=LIMIT)["a"]
+    for _ in range(deepest - 1):
+        value = value["a"][0]
+    assert value == "x"
+    with pytest.raises(XmlRejected, match="nested"):
+        parse_xml(nested(deepest + 1), max_bytes=LIMIT)
+
+
 def test_template_card_depth_is_within_the_cap() -> None:
     body = (
         b"<xml><SelectedItems><SelectedItem><QuestionKey>q</QuestionKey><OptionIds>"
@@ -144,3 +162,78 @@ def test_rejection_is_a_value_error_with_a_reason() -> None:
         parse_xml(b"<xml/>", max_bytes=3)
     assert isinstance(info.value, XmlRejected)
     assert "exceeds" in info.value.reason
+
+
+def _elementtree_fields(data: bytes) -> dict[str, object] | None:
+    """What ElementTree (the stdlib's C parser) reads from `data`, in parse_xml's shape;
+    None where it refuses the document or the nesting is over the cap."""
+    from xml.etree.ElementTree import Element, ParseError, fromstring
+
+    def value(element: Element, depth: int) -> object:
+        if len(element) == 0:
+            return element.text or ""
+        if depth >= xmlsafe.MAX_DEPTH:
+            raise RecursionError
+        children: dict[str, list[object]] = {}
+        for child in element:
+            children.setdefault(child.tag, []).append(value(child, depth + 1))
+        return children
+
+    try:
+        root = fromstring(data)
+        fields: dict[str, object] = {}
+        for child in root:
+            fields.setdefault(child.tag, value(child, 2))
+    except (ParseError, ValueError, LookupError, RecursionError):
+        return None
+    return fields
+
+
+_NAMES = st.sampled_from(["A", "B", "Item", "MemChangeList", "Encrypt"])
+_TEXT = st.lists(
+    st.one_of(
+        xml_safe_text.map(escape),
+        xml_safe_text.map(lambda t: f"<![CDATA[{t.replace(']]>', '')}]]>"),
+        st.sampled_from(["&amp;", "&#x4e2d;", "<!-- c -->", "<?pi x?>", "\n  "]),
+    ),
+    max_size=3,
+).map("".join)
+_TREES = st.recursive(
+    st.builds(lambda name, text: f"<{name}>{text}</{name}>", _NAMES, _TEXT),
+    lambda kids: st.builds(
+        lambda name, text, children, attr: (
+            f"<{name}{attr}>{text}{''.join(children)}{text}</{name}>"
+        ),
+        _NAMES,
+        _TEXT,
+        st.lists(kids, max_size=3),
+        st.sampled_from(["", ' id="1"', " a='&amp;'"]),
+    ),
+    max_leaves=12,
+)
+# Well-formed documents (duplicate names, mixed text, comments, nesting past the cap) and
+# the fuzz shapes, most of which are broken.
+_DOCUMENTS = st.one_of(
+    st.lists(_TREES, max_size=4).map(lambda kids: f"<xml>{''.join(kids)}</xml>".encode()),
+    xml_documents,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_DOCUMENTS)
+def test_fields_are_what_elementtree_reads(data: bytes) -> None:
+    """The expat builder and ElementTree agree on every document without a DTD: the same
+    fields where both accept it, a refusal where ElementTree refuses it."""
+    assume(not dtd_like(data) and b"\x00" not in data)
+    declared = xmlsafe._ENCODING.match(data)
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        with pytest.raises(XmlRejected, match="UTF-8"):
+            parse_xml(data, max_bytes=1 << 20)
+        return
+    expected = _elementtree_fields(data)
+    try:
+        fields = parse_xml(data, max_bytes=1 << 20)
+    except XmlRejected:
+        assert expected is None
+        return
+    assert fields == expected

@@ -94,7 +94,11 @@ def seed_operations(db: Database, now: datetime) -> SeedIds:
             plaintext = fixture_xml(name)
             event = parse_event(plaintext)
             store_event(
-                session, key=dedupe_key(plaintext), event=event, payload=plaintext, now=now - ago
+                session,
+                key=dedupe_key(plaintext),
+                routing=event.routing_key,
+                payload=plaintext,
+                now=now - ago,
             )
             session.execute(
                 update(InboxEvent)
