@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Connection, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -85,10 +85,10 @@ def store_event(
     session: Session, *, key: str, routing: EventKey, payload: bytes, now: datetime
 ) -> bool:
     """Insert the callback unless its key is already stored; True if this call stored it."""
-    return store_events(session, [Callback(key, routing, payload, now)])[0]
+    return store_events(session.connection(), [Callback(key, routing, payload, now)])[0]
 
 
-def store_events(session: Session, callbacks: Sequence[Callback]) -> list[bool]:
+def store_events(connection: Connection, callbacks: Sequence[Callback]) -> list[bool]:
     """Insert callbacks in one multi-row statement; per callback, True if it stored the
     row (False: its key was stored before, or by an earlier callback of this group).
 
@@ -99,7 +99,6 @@ def store_events(session: Session, callbacks: Sequence[Callback]) -> list[bool]:
     first: dict[str, int] = {}
     for index, callback in enumerate(callbacks):
         first.setdefault(callback.key, index)
-    connection = session.connection()
     stored = set(
         connection.execute(
             _insert_keys(connection.dialect.name),
@@ -144,11 +143,11 @@ class InboxWriter:
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
 
-            def write(session: Session, batch: list[_Pending] = batch) -> list[bool]:
-                return store_events(session, [p.callback for p in batch])
+            def write(connection: Connection, batch: list[_Pending] = batch) -> list[bool]:
+                return store_events(connection, [p.callback for p in batch])
 
             try:
-                results = await self.db.run(write)
+                results = await self.db.run_core(write)
             except Exception as exc:
                 for pending in batch:
                     if not pending.done.done():

@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Integer, Update, bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, Integer, Update, bindparam, select, update
 
 from bot.clock import Clock
 from bot.config import DispatcherConfig
@@ -188,7 +187,7 @@ class InboxProcessor:
                     unrecorded = []
                 await asyncio.sleep(linger)
 
-    def _claim(self, session: Session) -> list[Claimed]:
+    def _claim(self, connection: Connection) -> list[Claimed]:
         """Lease up to batch_size due rows: first those whose worker's lease ran out, then
         pending rows in due order. Attempts are counted at the claim, so a row that kills
         its worker every time still runs out of attempts instead of being recovered forever.
@@ -197,7 +196,6 @@ class InboxProcessor:
         statements, built once: the generic claim (bot/store/leases.py) builds four ORM
         statements per claim, which cost more CPU than the rows it claimed.
         """
-        connection = session.connection()
         statements = _claim_statements(connection.dialect.name)
         now = self.clock.now()
         params = {
@@ -219,11 +217,11 @@ class InboxProcessor:
         )
 
     async def _record_then_claim(self, outcomes: list[_Outcome]) -> list[Claimed]:
-        def work(session: Session) -> tuple[list[_Outcome], list[Claimed]]:
-            lost = self._write_outcomes(session, outcomes) if outcomes else []
-            return lost, self._claim(session)
+        def work(connection: Connection) -> tuple[list[_Outcome], list[Claimed]]:
+            lost = self._write_outcomes(connection, outcomes) if outcomes else []
+            return lost, self._claim(connection)
 
-        lost, batch = await self.db.run(work)
+        lost, batch = await self.db.run_core(work)
         self._report_lost(lost)
         return batch
 
@@ -287,9 +285,10 @@ class InboxProcessor:
         except Exception as exc:
             return self._failed_attempt(row, event, exc)
         self.counters.processed += 1
-        log.info(
-            "inbox row %d %s done", row.id, event.routing_key, extra=_fields(row, event, "done")
-        )
+        if log.isEnabledFor(logging.INFO):  # the fields hash the customer id: not for nothing
+            log.info(
+                "inbox row %d %s done", row.id, event.routing_key, extra=_fields(row, event, "done")
+            )
         return self._outcome(row, status="done")
 
     async def _observe(self, event: CallbackEvent, row: Claimed) -> None:
@@ -367,10 +366,10 @@ class InboxProcessor:
         return _Outcome(row.id, status, row.next_attempt_at, now, error)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        lost = await self.db.run(lambda session: self._write_outcomes(session, outcomes))
+        lost = await self.db.run_core(lambda c: self._write_outcomes(c, outcomes))
         self._report_lost(lost)
 
-    def _write_outcomes(self, session: Session, outcomes: list[_Outcome]) -> list[_Outcome]:
+    def _write_outcomes(self, connection: Connection, outcomes: list[_Outcome]) -> list[_Outcome]:
         """Write outcomes, each only where this worker still holds the lease: if it expired
         and another worker took the row over, theirs counts. Returns the outcomes whose lease
         was lost.
@@ -379,7 +378,6 @@ class InboxProcessor:
         … WHERE id IN (…) each, stamped with the last of their handling times; the rest in
         one executemany. Per-row parameters cost more than the rest of the write.
         """
-        connection = session.connection()
         plain: dict[str, list[_Outcome]] = {}
         detailed: list[_Outcome] = []
         for outcome in outcomes:
@@ -416,11 +414,11 @@ class InboxProcessor:
             return []
         # Some lease was lost (rare): find which rows another worker now holds.
         mine = set(
-            session.scalars(
-                select(InboxEvent.id).where(
-                    InboxEvent.id.in_([o.row_id for o in outcomes]),
-                    InboxEvent.status.in_([o.status for o in outcomes]),
-                    InboxEvent.leased_by.is_(None),
+            connection.scalars(
+                select(_INBOX.c.id).where(
+                    _INBOX.c.id.in_([o.row_id for o in outcomes]),
+                    _INBOX.c.status.in_([o.status for o in outcomes]),
+                    _INBOX.c.leased_by.is_(None),
                 )
             )
         )

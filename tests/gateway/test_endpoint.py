@@ -404,7 +404,7 @@ async def test_database_failure_is_not_acknowledged(
     async def broken(_fn: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(gateway.db, "run", broken)
+    monkeypatch.setattr(gateway.db, "run_core", broken)
     response = await sender.post(fixture_xml("del_follow_user"))
     assert response.status_code == 503
     assert gateway.counters.rejected["store_failed"] == 1

@@ -82,11 +82,11 @@ def test_a_group_stores_each_new_key_once_in_order(db: Database, clock: FrozenCl
         )
 
     earlier = callback("add_external_contact")
-    assert db.call(lambda s: store_events(s, [earlier])) == [True]
+    assert db.call_core(lambda c: store_events(c, [earlier])) == [True]
     fresh, other = callback("del_follow_user"), callback("external_chat_update")
     group = [fresh, earlier, fresh, other, earlier]
 
-    assert db.call(lambda s: store_events(s, group)) == [True, False, False, True, False]
+    assert db.call_core(lambda c: store_events(c, group)) == [True, False, False, True, False]
 
     rows = inbox_rows(db)
     assert [r.dedupe_key for r in rows] == [earlier.key, fresh.key, other.key]
@@ -139,13 +139,13 @@ async def test_writer_batches_concurrent_stores_into_few_transactions(
 ) -> None:
     writer = InboxWriter(db, max_batch=64)
     transactions: list[int] = []
-    real_run = db.run
+    real_run = db.run_core
 
     async def counting_run(fn):
         transactions.append(1)
         return await real_run(fn)
 
-    monkeypatch.setattr(db, "run", counting_run)
+    monkeypatch.setattr(db, "run_core", counting_run)
     items = [_pending("external_chat_update", n) for n in range(30)]
     duplicate = items[0]
     results = await asyncio.gather(
@@ -168,7 +168,7 @@ async def test_writer_reports_a_failed_transaction_to_every_caller_in_it(
     async def broken(fn):
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(db, "run", broken)
+    monkeypatch.setattr(db, "run_core", broken)
     items = [_pending("del_follow_user", n) for n in range(3)]
     results = await asyncio.gather(
         *(
