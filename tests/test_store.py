@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from bot.clock import FrozenClock
 from bot.store.db import Database, DatabaseNotMigrated
@@ -64,3 +69,46 @@ def test_outbox_key_is_unique(db: Database, clock: FrozenClock) -> None:
     db.call(add)
     with pytest.raises(IntegrityError):
         db.call(add)
+
+
+async def test_sqlite_writers_of_one_process_take_turns(db: Database) -> None:
+    """Concurrent transactions on worker threads all commit; on SQLite one at a time."""
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def write(n: int) -> Callable[[Connection], None]:
+        def work(connection: Connection) -> None:
+            nonlocal inside, most
+            with guard:
+                inside += 1
+                most = max(most, inside)
+            connection.execute(
+                text(
+                    "INSERT INTO sync_checkpoints (step, done, run_id, updated_at)"
+                    " VALUES (:step, false, 'r', CURRENT_TIMESTAMP)"
+                ),
+                {"step": f"step-{n}"},
+            )
+            with guard:
+                inside -= 1
+
+        return work
+
+    await asyncio.gather(*(db.run_core(write(n)) for n in range(24)))
+
+    count = db.call(lambda s: s.execute(text("SELECT count(*) FROM sync_checkpoints")).scalar())
+    assert count == 24
+    if db.dialect == "sqlite":
+        assert most == 1
+
+
+def test_a_writer_waits_its_turn_only_as_long_as_busy_timeout(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite:///{tmp_path / 'turns.db'}", busy_timeout_ms=10)
+    # This thread's turn is under way: a transaction on another thread gives up after
+    # busy_timeout with an error the callers already handle, instead of waiting forever.
+    with database._turn(), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        attempt = pool.submit(database.call_core, lambda c: None)
+        with pytest.raises(SQLAlchemyTimeout, match="turn to write"):
+            attempt.result()
+    assert database.call_core(lambda c: 1) == 1  # and the turn is free again afterwards
