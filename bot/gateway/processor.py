@@ -173,12 +173,19 @@ class InboxProcessor:
             # unrecorded. Handlers are idempotent: a crash before the write only means those
             # rows run again.
             since = self.clock.timestamp()
-            for row in batch:
-                unrecorded.append(await self._process(row))
-                if self.clock.timestamp() - since >= RECORD_EVERY_SECONDS:
+            try:
+                for row in batch:
+                    unrecorded.append(await self._process(row))
+                    if self.clock.timestamp() - since >= RECORD_EVERY_SECONDS:
+                        await self._record(unrecorded)
+                        unrecorded = []
+                        since = self.clock.timestamp()
+            except asyncio.CancelledError:
+                # Shutting down mid-batch: what was handled is written, so those rows do
+                # not wait out their lease to run again after a restart.
+                if unrecorded:
                     await self._record(unrecorded)
-                    unrecorded = []
-                    since = self.clock.timestamp()
+                raise
             total += len(batch)
             if linger and len(batch) < self.batch_size:
                 # Not held unwritten through the pause.

@@ -594,3 +594,33 @@ def test_the_hand_over_cache_is_bounded(
     assert "key-4" not in kept
     assert "key-5" in kept
     assert f"key-{PARSED_CACHE_SIZE + 4}" in kept
+
+
+async def test_rows_handled_before_a_shutdown_are_recorded(
+    db: Database, clock: FrozenClock, handler_context: HandlerContext
+) -> None:
+    """Cancelled mid-batch (bot serve stopping): the rows already handled are written as
+    done; the one in its handler and those after it keep their lease, to run again."""
+    third_started = asyncio.Event()
+    never = asyncio.Event()
+    calls = 0
+
+    async def on_update(event: ExternalChatUpdate, ctx: HandlerContext) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            third_started.set()
+            await never.wait()
+
+    registry = Registry()
+    registry.register(CHAT_UPDATE, on_update)
+    for n in range(5):
+        store(db, clock, chat_update(n))
+    draining = asyncio.create_task(make_processor(db, clock, registry, handler_context).drain())
+    await asyncio.wait_for(third_started.wait(), timeout=10)
+
+    draining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await draining
+
+    assert [r.status for r in inbox_rows(db)] == ["done", "done"] + ["processing"] * 3
