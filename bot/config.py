@@ -519,6 +519,31 @@ def _deep_merge(base: Any, override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _seed_default_mappings(
+    data: Mapping[str, Any], overrides: Mapping[str, Any], model: type[BaseModel]
+) -> dict[str, Any]:
+    """`data` with the default of each mapping-valued field an override reaches into and
+    the YAML leaves out, so that `BOT_TAG_SYNC__GROUP_NAMES__ASSET=…` changes one family's
+    name instead of replacing every default family with that one. A mapping written in the
+    YAML still replaces the default whole, as it always did."""
+    seeded = dict(data)
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
+    for key, value in overrides.items():
+        field = fields.get(key)
+        if field is None or not isinstance(value, Mapping):
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            present = seeded.get(key)
+            if isinstance(present, Mapping) or present is None:
+                seeded[key] = _seed_default_mappings(present or {}, value, annotation)
+        elif key not in seeded:
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, Mapping):
+                seeded[key] = dict(default)
+    return seeded
+
+
 def _place(loc: Loc, doc: YamlDocument | None, origins: dict[Loc, str]) -> str:
     dotted = ".".join(str(p) for p in loc) or "(root)"
     for length in range(len(loc), 0, -1):
@@ -544,7 +569,7 @@ def build_settings(
         where = doc.path if doc else "config"
         raise ConfigError([f"{where}: top level must be a mapping of sections"])
     overrides, origins = env_overrides(environ)
-    merged = _deep_merge(data or {}, overrides)
+    merged = _deep_merge(_seed_default_mappings(data or {}, overrides, Settings), overrides)
     if "base_dir" in merged:
         raise ConfigError(
             [_place(("base_dir",), doc, origins) + ": Extra inputs are not permitted"]

@@ -64,6 +64,22 @@ def test_environment_overrides_nested_keys(tmp_path: Path) -> None:
     assert (settings.wecom.corp_id, settings.wecom.agent_id) == ("ww123", 1000002)
 
 
+def test_environment_override_of_one_mapping_key_keeps_the_other_defaults(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "server:\n  port: 8080\n")  # no tag_sync section at all
+    defaults = load_config(path, {}).tag_sync.group_names
+    settings = load_config(path, {"BOT_TAG_SYNC__GROUP_NAMES__ASSET": "资产等级（规则）"})
+    assert settings.tag_sync.group_names == {**defaults, "asset": "资产等级（规则）"}
+    assert len(settings.tag_sync.group_names) == len(defaults) == 6
+
+
+def test_a_mapping_written_in_yaml_still_replaces_the_default_whole(tmp_path: Path) -> None:
+    path = write(tmp_path, "tag_sync:\n  group_names:\n    asset: 资产\n    payroll: 代发\n")
+    settings = load_config(path, {"BOT_TAG_SYNC__GROUP_NAMES__PAYROLL": "代发工资"})
+    assert settings.tag_sync.group_names == {"asset": "资产", "payroll": "代发工资"}
+
+
 def test_unknown_environment_key_names_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "")
     with pytest.raises(ConfigError) as info:
