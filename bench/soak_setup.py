@@ -66,7 +66,7 @@ class Prepared:
 
 # The sandbox's branch already has tag groups named 资产等级 and 生命周期, made by "another
 # app", which the bot may not edit: its own groups for those families get other names.
-# (An environment override replaces the whole mapping, so every family is named.)
+# Every family is named, so the run does not depend on the shipped defaults.
 TAG_GROUP_NAMES = {
     "asset": "资产等级（规则）",
     "payroll": "代发",
