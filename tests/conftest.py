@@ -98,6 +98,18 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
+def postgres_db(postgres_migrated: str) -> Iterator[Database]:
+    """PostgreSQL only, migrated and empty, for behaviour SQLite does not have (row locks,
+    SKIP LOCKED, concurrent readers)."""
+    database = Database.from_url(postgres_migrated)
+    _truncate_all(database)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
 def sqlite_db(sqlite_template: Path, tmp_path: Path) -> Iterator[Database]:
     """SQLite only, for tests whose subject is not the engine."""
     path = tmp_path / "bot.db"

@@ -81,13 +81,6 @@ class Callback(NamedTuple):
     now: datetime
 
 
-def store_event(
-    session: Session, *, key: str, routing: EventKey, payload: bytes, now: datetime
-) -> bool:
-    """Insert the callback unless its key is already stored; True if this call stored it."""
-    return store_events(session.connection(), [Callback(key, routing, payload, now)])[0]
-
-
 def store_events(connection: Connection, callbacks: Sequence[Callback]) -> list[bool]:
     """Insert callbacks in one multi-row statement; per callback, True if it stored the
     row (False: its key was stored before, or by an earlier callback of this group).
@@ -174,6 +167,5 @@ __all__ = [
     "InboxWriter",
     "dedupe_key",
     "purge_finished",
-    "store_event",
     "store_events",
 ]

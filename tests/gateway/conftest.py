@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from starlette.applications import Starlette
 
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.gateway.crypto import Envelope, WeComCrypto
 from bot.gateway.endpoint import CallbackGateway
+from bot.gateway.inbox import Callback, dedupe_key, store_events
+from bot.gateway.parse import parse_event
 from bot.handlers.context import HandlerContext
 from bot.store.db import Database
 from bot.store.models import InboxEvent
@@ -30,16 +33,6 @@ RANDOM16 = b"0123456789abcdef"
 
 def fixture_xml(name: str) -> bytes:
     return (FIXTURES / f"{name}.xml").read_bytes()
-
-
-@pytest.fixture
-def pg_db(postgres_migrated: str) -> Iterator[Database]:
-    """PostgreSQL only, for row-locking behaviour SQLite does not have."""
-    database = Database.from_url(postgres_migrated)
-    with database.engine.begin() as conn:
-        conn.execute(text("TRUNCATE inbox RESTART IDENTITY"))
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
@@ -99,6 +92,16 @@ async def client(gateway: CallbackGateway) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def sender(client: httpx.AsyncClient, crypto: WeComCrypto, clock: FrozenClock) -> Sender:
     return Sender(client, crypto, clock)
+
+
+def callback_of(plaintext: bytes, now: datetime) -> Callback:
+    """A decrypted callback as the gateway stores it."""
+    return Callback(dedupe_key(plaintext), parse_event(plaintext).routing_key, plaintext, now)
+
+
+def store_plaintext(db: Database, plaintext: bytes, now: datetime) -> bool:
+    """Store one decrypted callback as the gateway does; True if it was new."""
+    return db.call_core(lambda c: store_events(c, [callback_of(plaintext, now)]))[0]
 
 
 def make_context(settings: Settings, db: Database, clock: FrozenClock) -> HandlerContext:

@@ -17,23 +17,12 @@ from bot.gateway.inbox import (
     InboxWriter,
     dedupe_key,
     purge_finished,
-    store_event,
     store_events,
 )
 from bot.gateway.parse import parse_event
 from bot.store.db import Database
 from bot.store.models import InboxEvent
-from tests.gateway.conftest import fixture_xml, inbox_rows
-
-
-def _store(db: Database, plaintext: bytes, clock: FrozenClock) -> bool:
-    event = parse_event(plaintext)
-    key = dedupe_key(plaintext)
-    return db.call(
-        lambda s: store_event(
-            s, key=key, routing=event.routing_key, payload=plaintext, now=clock.now()
-        )
-    )
+from tests.gateway.conftest import callback_of, fixture_xml, inbox_rows, store_plaintext
 
 
 def test_dedupe_key_is_sha256_of_the_plaintext() -> None:
@@ -53,8 +42,8 @@ def test_same_second_sys_events_get_distinct_keys() -> None:
 
 def test_store_once_then_duplicate(db: Database, clock: FrozenClock) -> None:
     plaintext = fixture_xml("add_external_contact")
-    assert _store(db, plaintext, clock) is True
-    assert _store(db, plaintext, clock) is False
+    assert store_plaintext(db, plaintext, clock.now()) is True
+    assert store_plaintext(db, plaintext, clock.now()) is False
     [row] = inbox_rows(db)
     assert row.dedupe_key == dedupe_key(plaintext)
     assert row.payload == plaintext
@@ -76,10 +65,7 @@ def test_a_group_stores_each_new_key_once_in_order(db: Database, clock: FrozenCl
     both reported as duplicates, and only the first of a repeated key as stored."""
 
     def callback(name: str) -> Callback:
-        plaintext = fixture_xml(name)
-        return Callback(
-            dedupe_key(plaintext), parse_event(plaintext).routing_key, plaintext, clock.now()
-        )
+        return callback_of(fixture_xml(name), clock.now())
 
     earlier = callback("add_external_contact")
     assert db.call_core(lambda c: store_events(c, [earlier])) == [True]
@@ -97,8 +83,8 @@ def test_a_group_stores_each_new_key_once_in_order(db: Database, clock: FrozenCl
 def test_messages_and_unknown_events_are_stored_with_their_keys(
     db: Database, clock: FrozenClock
 ) -> None:
-    assert _store(db, fixture_xml("text_message"), clock)
-    assert _store(db, fixture_xml("unknown_event"), clock)
+    assert store_plaintext(db, fixture_xml("text_message"), clock.now())
+    assert store_plaintext(db, fixture_xml("unknown_event"), clock.now())
     text, unknown = inbox_rows(db)
     assert (text.msg_type, text.event, text.change_type) == ("text", None, None)
     assert (unknown.msg_type, unknown.event, unknown.change_type) == ("event", "enter_agent", None)
@@ -106,16 +92,16 @@ def test_messages_and_unknown_events_are_stored_with_their_keys(
 
 def test_overlong_type_names_are_truncated_not_an_error(db: Database, clock: FrozenClock) -> None:
     plaintext = fixture_xml("unknown_event").replace(b"enter_agent", b"e" * 200)
-    assert _store(db, plaintext, clock)
+    assert store_plaintext(db, plaintext, clock.now())
     [row] = inbox_rows(db)
     assert row.event == "e" * 64
 
 
 def test_purge_removes_only_old_finished_rows(db: Database, clock: FrozenClock) -> None:
-    _store(db, fixture_xml("del_follow_user"), clock)  # old, still pending
-    _store(db, fixture_xml("transfer_fail"), clock)  # old, done
+    store_plaintext(db, fixture_xml("del_follow_user"), clock.now())  # old, still pending
+    store_plaintext(db, fixture_xml("transfer_fail"), clock.now())  # old, done
     clock.advance(timedelta(hours=80))
-    _store(db, fixture_xml("edit_external_contact"), clock)  # recent, done
+    store_plaintext(db, fixture_xml("edit_external_contact"), clock.now())  # recent, done
     db.call(
         lambda s: s.execute(
             update(InboxEvent).where(InboxEvent.id.in_([2, 3])).values(status="done")

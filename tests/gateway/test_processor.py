@@ -22,8 +22,7 @@ from bot.gateway.events import (
     ExternalChatUpdate,
     UnknownEvent,
 )
-from bot.gateway.inbox import dedupe_key, store_event
-from bot.gateway.parse import parse_event
+from bot.gateway.inbox import dedupe_key
 from bot.gateway.processor import (
     PARSED_CACHE_SIZE,
     RECORD_EVERY_SECONDS,
@@ -33,7 +32,7 @@ from bot.gateway.processor import (
 from bot.handlers.context import HandlerContext
 from bot.store.db import Database
 from bot.store.models import InboxEvent
-from tests.gateway.conftest import fixture_xml, inbox_rows, make_context
+from tests.gateway.conftest import fixture_xml, inbox_rows, make_context, store_plaintext
 
 CONTACT = EventKey("event", "change_external_contact")
 ADD = EventKey("event", "change_external_contact", "add_external_contact")
@@ -41,13 +40,7 @@ CHAT_UPDATE = EventKey("event", "change_external_chat", "update")
 
 
 def store(db: Database, clock: FrozenClock, plaintext: bytes) -> None:
-    event = parse_event(plaintext)
-    key = dedupe_key(plaintext)
-    assert db.call(
-        lambda s: store_event(
-            s, key=key, routing=event.routing_key, payload=plaintext, now=clock.now()
-        )
-    )
+    assert store_plaintext(db, plaintext, clock.now())
 
 
 def chat_update(n: int) -> bytes:
@@ -428,16 +421,18 @@ async def test_two_workers_never_process_a_row_twice(
 
 
 async def test_postgres_claim_skips_rows_locked_by_another_claim(
-    pg_db: Database, clock: FrozenClock, settings: Settings
+    postgres_db: Database, clock: FrozenClock, settings: Settings
 ) -> None:
     seen = Recorder()
     registry = Registry()
     registry.register(CHAT_UPDATE, seen.handler("update"))
     for n in range(4):
-        store(pg_db, clock, chat_update(n))
-    processor = make_processor(pg_db, clock, registry, make_context(settings, pg_db, clock))
+        store(postgres_db, clock, chat_update(n))
+    processor = make_processor(
+        postgres_db, clock, registry, make_context(settings, postgres_db, clock)
+    )
 
-    with pg_db.engine.connect() as other_worker:
+    with postgres_db.engine.connect() as other_worker:
         claim = other_worker.begin()
         other_worker.execute(
             select(InboxEvent.id).where(InboxEvent.id.in_([1, 2])).with_for_update()
@@ -447,7 +442,7 @@ async def test_postgres_claim_skips_rows_locked_by_another_claim(
         claim.rollback()
 
     assert processed == 2
-    assert [r.status for r in inbox_rows(pg_db)] == ["pending", "pending", "done", "done"]
+    assert [r.status for r in inbox_rows(postgres_db)] == ["pending", "pending", "done", "done"]
     assert await processor.drain() == 2
 
 

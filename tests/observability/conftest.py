@@ -15,13 +15,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from bot.gateway.inbox import dedupe_key, store_event
-from bot.gateway.parse import parse_event
+from bot.gateway.inbox import dedupe_key, store_events
 from bot.logs import setup_logging
 from bot.outbox.queue import enqueue
 from bot.store.db import Database
 from bot.store.models import InboxEvent, MassTask, OutboxItem, SlotRun, TokenCache
-from tests.gateway.conftest import fixture_xml
+from tests.gateway.conftest import callback_of, fixture_xml
 from tests.integration import conftest as integration
 
 # The integration tests' world, reused as is: the sandbox, the bot and a callback deliverer.
@@ -92,14 +91,7 @@ def seed_operations(db: Database, now: datetime) -> SeedIds:
         ]
         for name, ago, status in inbox:
             plaintext = fixture_xml(name)
-            event = parse_event(plaintext)
-            store_event(
-                session,
-                key=dedupe_key(plaintext),
-                routing=event.routing_key,
-                payload=plaintext,
-                now=now - ago,
-            )
+            store_events(session.connection(), [callback_of(plaintext, now - ago)])
             session.execute(
                 update(InboxEvent)
                 .where(InboxEvent.dedupe_key == dedupe_key(plaintext))

@@ -63,13 +63,20 @@ def blank_row(key: str, external_userid: str = "") -> list[str]:
     return [key, external_userid, *[""] * (len(HEADER) - 2)]
 
 
+def imported_then_forgotten(
+    db: Database, clock: FrozenClock, tmp_path: Path, *external_userids: str
+) -> None:
+    """The sample world imported once, then `bot forget` for each customer named."""
+    add_world(db, clock.now())
+    run(db, write_csv(tmp_path / "day1.csv", sample_rows()), clock)
+    for external_userid in external_userids:
+        forget(db, external_userid, clock.now())
+
+
 def test_a_forgotten_customers_row_stores_nothing(
     db: Database, clock: FrozenClock, tmp_path: Path
 ) -> None:
-    add_world(db, clock.now())
-    run(db, write_csv(tmp_path / "day1.csv", sample_rows()), clock)
-    forget(db, "wm_alice", clock.now())
-    forget(db, "wm_bob", clock.now())
+    imported_then_forgotten(db, clock, tmp_path, "wm_alice", "wm_bob")
     before = profiles(db)
     clock.advance(DAY)
     rows = sample_rows()
@@ -108,10 +115,7 @@ def test_a_forgotten_customers_row_stores_nothing(
 def test_a_forgotten_customers_bad_rows_stay_out_of_the_reject_file(
     db: Database, clock: FrozenClock, tmp_path: Path
 ) -> None:
-    add_world(db, clock.now())
-    run(db, write_csv(tmp_path / "day1.csv", sample_rows()), clock)
-    forget(db, "wm_alice", clock.now())
-    forget(db, "wm_bob", clock.now())
+    imported_then_forgotten(db, clock, tmp_path, "wm_alice", "wm_bob")
     rows = sample_rows()
     rows[1][3] = "1,234,567.89 元 abc"  # alice's bad AUM
     rows[2][5] = "1988-02-30"  # bob's bad birth date: his key is linked to him
@@ -144,9 +148,7 @@ def test_the_command_says_how_many_rows_were_forgotten(
     url = f"sqlite:///{tmp_path / 'bot.db'}"
     db = Database.from_url(url)
     upgrade(db.engine)
-    add_world(db, clock.now())
-    run(db, write_csv(tmp_path / "day1.csv", sample_rows()), clock)
-    forget(db, "wm_alice", clock.now())
+    imported_then_forgotten(db, clock, tmp_path, "wm_alice")
     db.dispose()
     monkeypatch.setattr(bot.clock, "SystemClock", lambda tz: FrozenClock(clock.now(), tz))
     # The command points the root logger at the runner's stream, closed afterwards.

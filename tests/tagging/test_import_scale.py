@@ -3,7 +3,6 @@ for an empty table, planner statistics kept current, repeated keys found while p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +50,6 @@ def test_an_import_into_an_empty_table_leaves_every_index_in_place(
     with db.engine.connect() as conn:  # the rebuilt index holds every row
         found = conn.execute(text("SELECT count(*) FROM customer_profiles WHERE aum >= 0"))
         assert found.scalar() == 5
-
-
-@pytest.fixture
-def postgres_db(postgres_migrated: str) -> Iterator[Database]:
-    database = Database.from_url(postgres_migrated)
-    with database.engine.begin() as conn:
-        conn.execute(text("TRUNCATE customer_profiles, attribute_history, import_runs"))
-    yield database
-    database.dispose()
 
 
 def test_a_reader_of_the_table_is_not_queued_behind_on_postgresql(
