@@ -549,6 +549,10 @@ def _place(loc: Loc, doc: YamlDocument | None, origins: dict[Loc, str]) -> str:
     for length in range(len(loc), 0, -1):
         if loc[:length] in origins:
             return f"environment {origins[loc[:length]]} ({dotted})"
+    # A variable that reaches below the value refused (BOT_A__B__C where a.b must be text).
+    for origin, name in origins.items():
+        if loc and origin[: len(loc)] == loc:
+            return f"environment {name} ({dotted})"
     if doc is not None:
         line = doc.line_of(loc)
         if line is not None and (loc in doc.lines or line > 1):

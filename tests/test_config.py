@@ -80,6 +80,15 @@ def test_a_mapping_written_in_yaml_still_replaces_the_default_whole(tmp_path: Pa
     assert settings.tag_sync.group_names == {"asset": "资产", "payroll": "代发工资"}
 
 
+def test_a_variable_nested_below_a_value_is_named_not_the_yaml_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "tag_sync:\n  group_names:\n    asset: 资产\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"BOT_TAG_SYNC__GROUP_NAMES__ASSET__X": "1"})
+    assert info.value.problems[0].startswith(
+        "environment BOT_TAG_SYNC__GROUP_NAMES__ASSET__X (tag_sync.group_names.asset):"
+    )
+
+
 def test_unknown_environment_key_names_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "")
     with pytest.raises(ConfigError) as info:
