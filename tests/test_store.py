@@ -112,3 +112,24 @@ def test_a_writer_waits_its_turn_only_as_long_as_busy_timeout(tmp_path: Path) ->
         with pytest.raises(SQLAlchemyTimeout, match="turn to write"):
             attempt.result()
     assert database.call_core(lambda c: 1) == 1  # and the turn is free again afterwards
+
+
+def _synchronous(connection: Connection) -> int:
+    return int(connection.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+
+def test_a_non_durable_write_skips_only_its_own_sync_on_sqlite(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite:///{tmp_path / 'sync.db'}")
+    # SQLite's codes: 1 NORMAL (no fsync at commit in WAL mode), 2 FULL.
+    assert database.call_core(_synchronous) == 2
+    assert database.call_core(_synchronous, durable=False) == 1
+    # The pooled connection goes back as it was, also when the work raised.
+    with pytest.raises(ZeroDivisionError):
+        database.call_core(lambda c: 1 // 0, durable=False)
+    seen = {database.call_core(_synchronous) for _ in range(database.engine.pool.size() + 2)}
+    assert seen == {2}
+    # And what it wrote is committed like any other transaction.
+    database.call_core(
+        lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)").close(), durable=False
+    )
+    assert database.call_core(lambda c: c.exec_driver_sql("SELECT count(*) FROM t").scalar()) == 0

@@ -65,10 +65,8 @@ def _row(key: str, routing: EventKey, payload: bytes, now: datetime) -> dict[str
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": now,
-        "lease_until": None,
-        "leased_by": None,
-        "processed_at": None,
-        "last_error": None,
+        # lease_until, leased_by, processed_at and last_error start NULL: left out, since
+        # every bound value is processed per row (two fewer datetimes each).
     }
 
 

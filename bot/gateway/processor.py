@@ -228,7 +228,8 @@ class InboxProcessor:
             lost = self._write_outcomes(connection, outcomes) if outcomes else []
             return lost, self._claim(connection)
 
-        lost, batch = await self.db.run_core(work)
+        # Outcomes may be lost to a power cut: the rows then run again (see `call_core`).
+        lost, batch = await self.db.run_core(work, durable=False)
         self._report_lost(lost)
         return batch
 
@@ -373,7 +374,7 @@ class InboxProcessor:
         return _Outcome(row.id, status, row.next_attempt_at, now, error)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
-        lost = await self.db.run_core(lambda c: self._write_outcomes(c, outcomes))
+        lost = await self.db.run_core(lambda c: self._write_outcomes(c, outcomes), durable=False)
         self._report_lost(lost)
 
     def _write_outcomes(self, connection: Connection, outcomes: list[_Outcome]) -> list[_Outcome]:
