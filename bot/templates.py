@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -51,27 +52,43 @@ class Templates:
         )
 
     def render(self, name: str, **data: Any) -> str:
+        return self.renderer(name)(**data)
+
+    def renderer(self, name: str) -> Callable[..., str]:
+        """`render` for one template, loaded once: a day's plan renders one post per group,
+        and loading it each time (two file stats and a cache lookup) cost as much as the
+        rendering itself."""
         try:
-            return self.env.get_template(name).render(**data).strip()
-        except TemplateNotFound as exc:
-            if exc.name == name:
-                raise RenderError(f"{self.root / name}: template not found") from None
-            where = _template_frame(exc.__traceback__) or str(self.root / name)
-            raise RenderError(f"{where}: template {exc.name!r} not found") from None
-        except TemplateSyntaxError as exc:
-            path = exc.filename or str(self.root / name)
-            raise RenderError(f"{path}:{exc.lineno}: {exc.message}") from None
-        except UndefinedError as exc:
-            where = _template_frame(exc.__traceback__) or str(self.root / name)
-            raise RenderError(f"{where}: {exc.message}") from None
-        except TemplateError as exc:
-            where = _template_frame(exc.__traceback__) or str(self.root / name)
-            raise RenderError(f"{where}: {exc}") from None
+            template = self.env.get_template(name)
         except Exception as exc:
-            # The template's own code failed ({{ 1/0 }}, a filter given a bad argument, an
-            # include of itself): that is the template's error, not the caller's.
+            raise self._error(name, exc) from None
+
+        def render(**data: Any) -> str:
+            try:
+                return template.render(**data).strip()
+            except Exception as exc:
+                raise self._error(name, exc) from None
+
+        return render
+
+    def _error(self, name: str, exc: Exception) -> RenderError:
+        """Jinja's error, as a RenderError naming the file and line."""
+        if isinstance(exc, TemplateNotFound):
+            if exc.name == name:
+                return RenderError(f"{self.root / name}: template not found")
             where = _template_frame(exc.__traceback__) or str(self.root / name)
-            raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
+            return RenderError(f"{where}: template {exc.name!r} not found")
+        if isinstance(exc, TemplateSyntaxError):
+            path = exc.filename or str(self.root / name)
+            return RenderError(f"{path}:{exc.lineno}: {exc.message}")
+        where = _template_frame(exc.__traceback__) or str(self.root / name)
+        if isinstance(exc, UndefinedError):
+            return RenderError(f"{where}: {exc.message}")
+        if isinstance(exc, TemplateError):
+            return RenderError(f"{where}: {exc}")
+        # The template's own code failed ({{ 1/0 }}, a filter given a bad argument, an
+        # include of itself): that is the template's error, not the caller's.
+        return RenderError(f"{where}: {type(exc).__name__}: {exc}")
 
     def exists(self, name: str) -> bool:
         try:

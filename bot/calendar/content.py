@@ -207,8 +207,12 @@ class ContentLibrary:
     def render(self, name: str, variables: Mapping[str, Any]) -> str:
         """The post's text; RenderError "path:line: message" on a bad front matter, a syntax
         error or a variable the caller did not give."""
+        return self.renderer(name)(**variables)
+
+    def renderer(self, name: str) -> Callable[..., str]:
+        """`render` for one post, its front matter checked and its template loaded once."""
         self.meta(name)
-        return self.templates.render(name, **variables)
+        return self.templates.renderer(name)
 
     def _parse(self, name: str) -> TemplateNode:
         env = self.templates.env

@@ -403,16 +403,16 @@ def _render_tasks(
     )
     by_text: dict[tuple[str, str], list[str]] = defaultdict(list)
     rendered: dict[str, str] = {}
+    render = content.renderer(occ.template)
     for target, sender in senders.items():
         if per_target:
             variables = _variables(settings, occ, names.get(sender, sender))
             key = "customer_name" if plan.target_kind == caps.CUSTOMER else "group_name"
             variables[key] = named.get(target, "")
-            text = content.render(occ.template, variables)
+            text = render(**variables)
         else:
             if sender not in rendered:
-                variables = _variables(settings, occ, names.get(sender, sender))
-                rendered[sender] = content.render(occ.template, variables)
+                rendered[sender] = render(**_variables(settings, occ, names.get(sender, sender)))
             text = rendered[sender]
         by_text[(sender, text)].append(target)
     tasks: list[TaskPlan] = []

@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from jinja2 import Template
 
 from bot.calendar.content import (
     ContentLibrary,
@@ -101,6 +102,32 @@ def test_render_gives_the_body_only(root: Path) -> None:
     write(root, "calendar/a.md.j2", "---\ntitle: 标题\n---\n{{ manager }}您好\n第二行\n")
     text = ContentLibrary(root).render("calendar/a.md.j2", {"manager": "王晓明"})
     assert text == "王晓明您好\n第二行"
+
+
+def test_a_renderer_loads_the_post_once_and_renders_it_many_times(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(root, "calendar/a.md.j2", "---\ntitle: 标题\n---\n{{ group_name }}的各位\n")
+    library = ContentLibrary(root)
+    loads: list[str] = []
+    real = library.templates.env.get_template
+
+    def counted(name: str) -> Template:
+        loads.append(name)
+        return real(name)
+
+    monkeypatch.setattr(library.templates.env, "get_template", counted)
+    render = library.renderer("calendar/a.md.j2")
+    assert [render(group_name=f"群{i}") for i in range(3)] == [
+        "群0的各位",
+        "群1的各位",
+        "群2的各位",
+    ]
+    assert loads == ["calendar/a.md.j2"]
+    # Its errors are render's: file and line.
+    with pytest.raises(RenderError) as caught:
+        render()
+    assert str(caught.value) == f"{path}:4: 'group_name' is undefined"
 
 
 def test_an_undefined_variable_names_file_and_line(root: Path) -> None:
