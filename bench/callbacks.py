@@ -1,6 +1,9 @@
 """Sustained callback ingest over loopback: `bot serve` on SQLite vs a decrypt-only floor.
 
-Both servers run under uvicorn pinned to core 0; the load generator, wrk (Debian's `wrk`
+Three servers, one after the other in each run: the floor (the same server stack doing
+only the decrypt step), `bot serve --role gateway` (ingest alone: what the gateway role
+runs) and `bot serve` (role all: ingest plus the dispatcher processing the stored callbacks
+in the same process). Each runs under uvicorn pinned to core 0; the load generator, wrk (Debian's `wrk`
 package; C, so the client is never the bottleneck), is pinned to core 1 with one thread and
 keep-alive connections. Each run posts distinct, correctly signed and encrypted callbacks
 for a fixed time and measures:
@@ -10,9 +13,8 @@ for a fixed time and measures:
 - latency: p50 and p99 from request written to response read (wrk's);
 - server CPU per callback, from /proc/<pid>/stat (user + system time) over the run.
 
-The ratio of the full server's CPU per callback to the floor's is the overhead of
-verify + parse + store + ack (and of the background dispatcher working the same inbox)
-over decrypting alone.
+The ratio of the gateway role's CPU per callback to the floor's is the overhead of
+verify + parse + store + ack over decrypting alone; role all's ratio adds the dispatcher.
 
     .venv/bin/python -m bench.callbacks [--seconds 10] [--connections 32] [--runs 3]
 """
@@ -43,6 +45,16 @@ AES_KEY = "BenchEncodingAesKey0123456789abcdefghijklmn"
 CORP_ID = "wwbench000000000001"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WARMUP = 12000  # callbacks prepared for the 1 s warm-up (the floor runs at up to ~6,000/s)
+
+
+# Measured back to back in each run: the floor, `bot serve --role gateway` (ingest alone:
+# verify, decrypt, parse, store, ack) and `bot serve` (the same plus its dispatcher working
+# through the stored callbacks in the same process).
+LABELS = {
+    "floor": "decrypt only (floor)",
+    "gateway": "bot serve --role gateway, SQLite",
+    "full": "bot serve (role all), SQLite",
+}
 
 
 @dataclass
@@ -224,9 +236,10 @@ def run_server(
     bot = str(ROOT / ".venv" / "bin" / "bot")
     db_path = workdir / f"{label}-{port}.db"
     env = bot_env(f"sqlite:///{db_path}")
-    if label == "full":
+    if label != "floor":
         subprocess.run([bot, "db", "upgrade"], env=env, check=True, capture_output=True)
         command = [bot, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--role", "gateway"] if label == "gateway" else []
     else:
         command = [sys.executable, "-m", "bench.callbacks", "--floor-server", str(port)]
     script = workdir / "callbacks.lua"
@@ -245,7 +258,7 @@ def run_server(
         if run.errors or first.errors:
             raise RuntimeError(f"{run.errors + first.errors} failed requests")
         persisted = None
-        if label == "full":
+        if label != "floor":
             acknowledged = first.requests + run.requests
             persisted = _wait_persisted(db_path, acknowledged)
             # wrk stops with up to one request per connection in flight: those may be
@@ -319,40 +332,42 @@ def main() -> None:
     for tool, package in (("taskset", "util-linux"), ("wrk", "wrk")):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required: apt-get install {package}")
-    results: dict[str, list[RunResult]] = {"floor": [], "full": []}
+    results: dict[str, list[RunResult]] = {label: [] for label in LABELS}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
-            for label in ("floor", "full"):
+            for label in LABELS:
                 result = run_server(label, args.seconds, args.connections, args.prepared, Path(tmp))
                 results[label].append(result)
                 extra = f", persisted {result.persisted}" if result.persisted is not None else ""
                 print(
-                    f"run {run + 1} {label:5}: {result.rate:7.0f} callbacks/s, "
+                    f"run {run + 1} {label:7}: {result.rate:7.0f} callbacks/s, "
                     f"p50 {result.p50_ms:5.1f} ms, p99 {result.p99_ms:5.1f} ms, "
                     f"server CPU {result.cpu_us:6.0f} µs/callback{extra}"
                 )
     med = {k: _median(v) for k, v in results.items()}
-    ratio = med["full"]["cpu_us"] / med["floor"]["cpu_us"]
-    # Each run's two servers ran back to back, so they shared the machine's mood: the ratio
-    # within a run is steadier than the ratio of the medians.
-    pairs = [
-        full.cpu_us / floor.cpu_us
-        for floor, full in zip(results["floor"], results["full"], strict=True)
-    ]
     print()
     print("| server | callbacks/s | p50 ms | p99 ms | server CPU µs/callback |")
     print("|---|---|---|---|---|")
-    for label, name in (("floor", "decrypt only (floor)"), ("full", "bot serve, SQLite")):
+    for label in LABELS:
         m = med[label]
-        print(f"| {name} | {m['rate']:.0f} | {m['p50']:.1f} | {m['p99']:.1f} | {m['cpu_us']:.0f} |")
-    print(
-        f"\nmedians of {args.runs} runs × {args.seconds:g} s, "
-        f"{args.connections} connections; cost ratio full/floor = {ratio:.2f}x "
-        f"(per run: {', '.join(f'{r:.2f}' for r in pairs)}; "
-        f"median {statistics.median(pairs):.2f}x); "
-        "rows persisted per run: "
-        f"{[r.persisted for r in results['full']]}"
-    )
+        print(
+            f"| {LABELS[label]} | {m['rate']:.0f} | {m['p50']:.1f} | {m['p99']:.1f} "
+            f"| {m['cpu_us']:.0f} |"
+        )
+    print(f"\nmedians of {args.runs} runs × {args.seconds:g} s, {args.connections} connections")
+    for label in ("gateway", "full"):
+        ratio = med[label]["cpu_us"] / med["floor"]["cpu_us"]
+        # Each run's servers ran back to back, so they shared the machine's mood: the ratio
+        # within a run is steadier than the ratio of the medians.
+        pairs = [
+            mine.cpu_us / floor.cpu_us
+            for floor, mine in zip(results["floor"], results[label], strict=True)
+        ]
+        print(
+            f"cost ratio {label}/floor = {ratio:.2f}x (per run: "
+            f"{', '.join(f'{r:.2f}' for r in pairs)}; median {statistics.median(pairs):.2f}x); "
+            f"rows persisted per run: {[r.persisted for r in results[label]]}"
+        )
 
 
 def _median(runs: list[RunResult]) -> dict[str, float]:

@@ -106,9 +106,13 @@ class BotApp:
             await self.stop()
 
     async def start(self) -> None:
-        """Refuse an unmigrated database, then start the dispatcher, sender and ticker."""
+        """Refuse an unmigrated database, then start the dispatcher, sender and ticker (on
+        the gateway role, none of them: this instance only stores callbacks)."""
         self.db.check_migrated()
         self._stop = asyncio.Event()
+        if self.settings.server.role == "gateway":
+            log.info("role gateway: stored callbacks are processed by the instances of role all")
+            return
         self._tasks = [
             asyncio.create_task(self.processor.run(self._stop), name="inbox"),
             asyncio.create_task(self.sender.run(FAST, self._stop), name="outbox-fast"),
@@ -209,7 +213,9 @@ def create_app(
         log=logging.getLogger("bot.handlers"),
     )
     processor = InboxProcessor(db, clock, registry, ctx, settings.dispatcher, worker)
-    gateway = CallbackGateway(settings, db, clock, make_crypto(settings), processor.accept)
+    # The hand-over of parsed callbacks only helps a process whose dispatcher runs.
+    on_stored = processor.accept if settings.server.role == "all" else None
+    gateway = CallbackGateway(settings, db, clock, make_crypto(settings), on_stored)
     sender = Sender(
         db=db,
         clock=clock,

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import sys
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -25,6 +26,14 @@ app.add_typer(db_app, name="db")
 
 console = Console()
 err = Console(stderr=True)
+
+
+class ServerRole(StrEnum):
+    """`bot serve --role` (server.role in config.yaml)."""
+
+    ALL = "all"
+    GATEWAY = "gateway"
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -94,6 +103,10 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="listen address (server.host)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (server.port)")] = None,
+    role: Annotated[
+        ServerRole | None,
+        typer.Option(help="all: HTTP and background work; gateway: HTTP only (server.role)"),
+    ] = None,
 ) -> None:
     """Run the HTTP app, dispatcher, outbox sender and scheduler in one process."""
     import uvicorn
@@ -101,6 +114,10 @@ def serve(
     from bot.app import create_app
 
     settings = _settings(config)
+    if role is not None:
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update={"role": role.value})}
+        )
     bot = create_app(settings)
     _require_migrated(bot.db)
     # What is built by now (modules, models, compiled statements) lives as long as the

@@ -121,6 +121,10 @@ class ServerConfig(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # "all": the HTTP app, dispatcher, outbox sender and scheduler in one process.
+    # "gateway": the HTTP app only; stored callbacks wait for an "all" instance on the same
+    # database, so acknowledging callbacks never shares a process with background work.
+    role: Literal["all", "gateway"] = "all"
     # Bearer token for the operator surface (/metrics); empty leaves that surface disabled.
     admin_token: SecretStr = SecretStr("")
 

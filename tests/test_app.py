@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from bot.app import create_app
 from bot.clock import SHANGHAI, FrozenClock, SystemClock
@@ -136,3 +136,43 @@ async def test_serve_over_real_http_stores_a_callback_and_welcomes(tmp_path: Pat
         server.should_exit = True
         await serving
         db.dispose()
+
+
+async def test_a_gateway_instance_only_stores_callbacks_for_an_all_instance(
+    db: Database, clock: FrozenClock
+) -> None:
+    from bot.sandbox.callbacks import CallbackDeliverer
+    from bot.store.models import InboxEvent
+
+    settings = settings_for("sqlite://", BOT_SERVER__ROLE="gateway")
+    sandbox = sandbox_for(clock, settings)
+    front = create_app(settings, clock=clock, transport=sandbox.api_transport(), db=db)
+    await front.start()
+    # Nothing runs beside the HTTP app: no dispatcher, sender or scheduler, and no parsed
+    # callbacks kept for a dispatcher that is not there.
+    assert front._tasks == []
+    assert front.ticker._scheduler is None
+    assert front.gateway.on_stored is None
+    deliverer = CallbackDeliverer(
+        sandbox.world,
+        "http://bot/wecom/callback",
+        transport=httpx.ASGITransport(app=front.asgi),
+    )
+    sandbox.script.admin_creates_tag("资产等级", ["资产50万+"])
+    # A tag group and its tag: one callback each.
+    assert [a.status_code for a in await deliverer.flush()] == [200, 200]
+    await deliverer.aclose()
+    await front.stop()
+
+    def statuses() -> list[str]:
+        return db.call(lambda s: list(s.scalars(select(InboxEvent.status))))
+
+    assert statuses() == ["pending", "pending"]
+    # An instance of role all on the same database processes what the gateway stored.
+    worker = create_app(
+        settings_for("sqlite://"), clock=clock, transport=sandbox.api_transport(), db=db
+    )
+    assert worker.gateway.on_stored is not None
+    await worker.drain()
+    await worker.wecom.aclose()
+    assert statuses() == ["done", "done"]
