@@ -3,10 +3,10 @@
 Three servers, one after the other in each run: the floor (the same server stack doing
 only the decrypt step), `bot serve --role gateway` (ingest alone: what the gateway role
 runs) and `bot serve` (role all: ingest plus the dispatcher processing the stored callbacks
-in the same process). Each runs under uvicorn pinned to core 0; the load generator, wrk (Debian's `wrk`
-package; C, so the client is never the bottleneck), is pinned to core 1 with one thread and
-keep-alive connections. Each run posts distinct, correctly signed and encrypted callbacks
-for a fixed time and measures:
+in the same process). Each runs under uvicorn pinned to core 0; the load generator, wrk
+(Debian's `wrk` package; C, so the client is never the bottleneck), is pinned to core 1
+with one thread and keep-alive connections. Each run posts distinct, correctly signed and
+encrypted callbacks for a fixed time and measures:
 
 - throughput: callbacks acknowledged per second, and for `bot serve` the rows persisted
   (every acknowledged callback must be in the inbox);

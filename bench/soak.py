@@ -1,6 +1,7 @@
 """The production soak: two `bot serve` instances on PostgreSQL against the WeCom sandbox,
 under callbacks at a steady rate, a day of calendar planning and a 100,000-customer tag
-sync, while the sandbox answers -1, 45009, times out and expires tokens.
+sync, while the sandbox answers -1, 45009, times out and expires tokens. By default a third
+instance, of role gateway, takes the callbacks (`--gateways 0`: the two take them).
 
 1. Setup (bench/soak_setup.py): the sandbox branch (100,000 customers by default), a fresh
    database with its mirror (`bot sync`, `bot import-customers`, `bot segments`; kept as
@@ -80,19 +81,47 @@ START_UP = 15.0
 
 @dataclass
 class Instances:
-    serve: list[Proc]
+    serve: list[Proc]  # role all: serve-a, serve-b
     ports: list[int]
+    gateways: list[Proc]  # role gateway: gateway-1 …
+    gateway_ports: list[int]
+
+    @property
+    def load_ports(self) -> list[int]:
+        """Where the callbacks go: the gateways when there are any (the load balancer's
+        pool in that deployment), else the two instances."""
+        return self.gateway_ports or self.ports
+
+    def pids(self) -> dict[str, int]:
+        named = zip([*SERVE_NAMES, *gateway_names(len(self.gateways))], self.all, strict=True)
+        return {name: proc.pid for name, proc in named}
+
+    @property
+    def all(self) -> list[Proc]:
+        return [*self.serve, *self.gateways]
 
 
-def start_instances(procs: Processes, env: dict[str, str]) -> Instances:
+SERVE_NAMES = ("serve-a", "serve-b")
+
+
+def gateway_names(count: int) -> list[str]:
+    return [f"gateway-{n}" for n in range(1, count + 1)]
+
+
+def start_instances(procs: Processes, env: dict[str, str], gateways: int) -> Instances:
     ports = [free_port(), free_port()]
     serve = [
-        procs.bot(f"serve-{name}", ["serve", "--port", str(port)], env)
-        for name, port in zip("ab", ports, strict=True)
+        procs.bot(name, ["serve", "--port", str(port)], env)
+        for name, port in zip(SERVE_NAMES, ports, strict=True)
     ]
-    for proc, port in zip(serve, ports, strict=True):
+    gateway_ports = [free_port() for _ in range(gateways)]
+    fronts = [
+        procs.bot(name, ["serve", "--port", str(port), "--role", "gateway"], env)
+        for name, port in zip(gateway_names(gateways), gateway_ports, strict=True)
+    ]
+    for proc, port in zip([*serve, *fronts], [*ports, *gateway_ports], strict=True):
         wait_port(port, proc, timeout=120)
-    return Instances(serve, ports)
+    return Instances(serve, ports, fronts, gateway_ports)
 
 
 def relations_file(admin: SandboxReads, peek: Peek, folder: Path) -> tuple[Path, int]:
@@ -121,9 +150,8 @@ class Profiling:
 
     def __init__(self, instances: Instances, at: float, seconds: float, folder: Path) -> None:
         self.seconds = seconds
-        names = [f"serve-{letter}" for letter in "ab"]
-        self.files = {name: folder / f"gil-{name}.txt" for name in names}
-        self.pids = {name: proc.pid for name, proc in zip(names, instances.serve, strict=True)}
+        self.pids = instances.pids()
+        self.files = {name: folder / f"gil-{name}.txt" for name in self.pids}
         self.running: list[subprocess.Popen[bytes]] = []
         self.timer = threading.Timer(at, self._start)
         self.timer.daemon = True
@@ -236,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
                 "BOT_PATHS__SCHEDULES": str(workdir / "schedules"),
             },
         )
-        instances = start_instances(procs, env)
+        instances = start_instances(procs, env, args.gateways)
         seconds = args.minutes * 60
         load_proc = procs.start(
             "load",
@@ -245,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
                 "-m",
                 "bench.soak_load",
                 "--ports",
-                ",".join(map(str, instances.ports)),
+                ",".join(map(str, instances.load_ports)),
                 "--rate",
                 str(args.rate),
                 "--seconds",
@@ -263,9 +291,8 @@ def run(args: argparse.Namespace) -> int:
         )
         started_at = SystemClock().now()
         meter = CpuMeter(
-            {
-                "serve-a": instances.serve[0].pid,
-                "serve-b": instances.serve[1].pid,
+            instances.pids()
+            | {
                 "sandbox": prepared.sandbox.proc.pid,
                 "load": load_proc.pid,
             },
@@ -285,9 +312,9 @@ def run(args: argparse.Namespace) -> int:
         load_end: Sample = monitor.sample()
         faults.stop()
         print(f"load done; draining (at most {args.drain_minutes} min) …", flush=True)
-        drained = drain(peek, args.drain_minutes, instances.serve, slots)
+        drained = drain(peek, args.drain_minutes, instances.all, slots)
         drain_end = monitor.stop()
-        for proc in instances.serve:
+        for proc in instances.all:
             proc.stop(timeout=30)
         profiles = profiling.results() if profiling is not None else []
         load = json.loads((workdir / SUMMARY).read_text(encoding="utf-8"))
@@ -338,6 +365,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the load")
     parser.add_argument("--rate", type=float, default=500.0, help="callbacks per second")
     parser.add_argument("--drain-minutes", type=float, default=30.0)
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="instances of role gateway taking the callbacks (0: the two instances take them)",
+    )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--managers", type=int, default=50)
     parser.add_argument("--groups", type=int, default=60)

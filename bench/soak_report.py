@@ -16,7 +16,14 @@ from bench.soak_setup import Branch, SlotTime
 
 SECTION = "## Soak run — `bench/soak.py`"
 P99_TARGET_MS = 100.0
-PROCESSES = ("serve-a", "serve-b", "sandbox", "postgres", "load")
+OTHERS = ("sandbox", "postgres", "load")
+
+
+def processes(run: Run) -> list[str]:
+    """The processes whose CPU the report shows: the instances (gateways included), then
+    the sandbox, the database and the load generator."""
+    gateways = [f"gateway-{n}" for n in range(1, int(run.args.get("gateways", 0)) + 1)]
+    return ["serve-a", "serve-b", *gateways, *OTHERS]
 
 
 @dataclass
@@ -67,8 +74,17 @@ def intro(run: Run) -> str:
         if run.mirror_reused
         else "filled by `bot sync` against the sandbox for this run"
     )
+    gateways = int(run.args.get("gateways", 0))
+    topology = (
+        f"Two `bot serve` instances (role all) and {gateways} of role gateway, which take "
+        f"every callback (the load balancer's pool in the deployment docs/operations.md "
+        f"describes), on one PostgreSQL database"
+        if gateways
+        else "Two `bot serve` instances on one PostgreSQL database, taking the callbacks"
+    )
+    target = "across the gateways" if gateways else "alternating between the instances"
     return _wrap(
-        f"Two `bot serve` instances on one PostgreSQL database (the test cluster: local, "
+        f"{topology} (the test cluster: local, "
         f"`fsync=off`), shared rate limits in the database, the scheduler's leader lease, "
         f"against the sandbox as a server process. The branch: {b.customers:,} customers, "
         f"{run.relations:,} follow relations, {b.managers} managers, {b.groups} customer "
@@ -81,7 +97,7 @@ def intro(run: Run) -> str:
         f"planned by the real scheduler (no clock tricks: `bot serve` reads the system clock, "
         f"so the slots' times are moved instead). Callbacks: signed and encrypted, "
         f"{run.args['rate']:.0f}/s on an open-loop schedule over keep-alive connections, "
-        f"alternating between the instances; {run.args['contact_share'] * 100:.1f} % are "
+        f"{target}; {run.args['contact_share'] * 100:.1f} % are "
         f"edit_external_contact events on real relations (the handler reads the customer "
         f"from WeCom and retags), the rest members' text messages. The sandbox answers -1 on "
         f"1 % of calls and times out on 0.05 % (half after acting), and on a schedule "
@@ -157,13 +173,14 @@ def work_table(run: Run) -> list[str]:
 
 def cpu_table(run: Run) -> list[str]:
     share = run.cpu_load
-    total = sum(share.get(p, 0.0) for p in PROCESSES)
+    names = processes(run)
+    total = sum(share.get(p, 0.0) for p in names)
     cores = os.cpu_count() or 1
-    head = "| " + " | ".join(PROCESSES) + " | soak total | machine |"
-    rule = "|" + "---:|" * (len(PROCESSES) + 2)
+    head = "| " + " | ".join(names) + " | soak total | machine |"
+    rule = "|" + "---:|" * (len(names) + 2)
     row = (
         "| "
-        + " | ".join(f"{share.get(p, 0.0):.0f} %" for p in PROCESSES)
+        + " | ".join(f"{share.get(p, 0.0):.0f} %" for p in names)
         + f" | {total:.0f} % | {cores} cores = {cores * 100} % |"
     )
     return [head, rule, row]
@@ -206,8 +223,9 @@ def timeline(run: Run) -> str:
 
 def where_time_goes(run: Run) -> str:
     share = run.cpu_load
-    busiest = max(PROCESSES, key=lambda p: share.get(p, 0.0))
-    total = sum(share.get(p, 0.0) for p in PROCESSES)
+    names = processes(run)
+    busiest = max(names, key=lambda p: share.get(p, 0.0))
+    total = sum(share.get(p, 0.0) for p in names)
     cores = os.cpu_count() or 1
     loads = [s.load1 for s in run.samples if s.at <= run.load_end.at] or [run.load_end.load1]
     mean_load = sum(loads) / len(loads)
