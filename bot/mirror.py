@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from bot.clock import utc_from_timestamp
 from bot.privacy import hash_id
+from bot.store.inserts import insert_new
 from bot.store.models import (
+    Base,
     CorpTag,
     Customer,
     FollowRelation,
@@ -43,6 +45,9 @@ EXTERNAL = 2
 
 # Ids per `forgotten_among` query: well under either engine's bound-parameter limit.
 LOOKUP_CHUNK = 1000
+
+_RELATIONS = Base.metadata.tables[FollowRelation.__tablename__]
+_FOLLOW_TAGS = Base.metadata.tables[FollowTag.__tablename__]
 
 log = logging.getLogger("bot.mirror")
 
@@ -648,21 +653,30 @@ def apply_mark_tag(
     remove: Iterable[str] = (),
 ) -> bool:
     """Record a successful `externalcontact/mark_tag` (WeCom sends no callback for changes
-    made through the API); False when the mirror has no such relation."""
-    relation = session.scalar(
-        select(FollowRelation).where(
-            FollowRelation.external_userid == external_userid, FollowRelation.userid == userid
+    made through the API); False when the mirror has no such relation.
+
+    Core statements on the tables: a 100,000-customer tag sync records one of these per
+    relation, and loading and flushing ORM objects for each cost more than its SQL."""
+    follow_id = session.execute(
+        select(_RELATIONS.c.id).where(
+            _RELATIONS.c.external_userid == external_userid, _RELATIONS.c.userid == userid
         )
-    )
-    if relation is None:
+    ).scalar_one_or_none()
+    if follow_id is None:
         return False
-    rows = session.execute(
-        select(FollowTag.tag_id, FollowTag.tag_type).where(FollowTag.follow_id == relation.id)
-    )
-    current: dict[str, int | None] = {row[0]: row[1] for row in rows}
-    removed = set(remove)
-    wanted = {t: ty for t, ty in current.items() if t not in removed}
-    for tag_id in add:
-        wanted.setdefault(tag_id, 1)  # type 1: a corp tag
-    _replace_follow_tags(session, relation.id, list(wanted.items()))
+    added = list(dict.fromkeys(add))
+    # A tag both added and removed stays as it was, as WeCom applies add_tag last.
+    gone = set(remove) - set(added)
+    if gone:
+        session.execute(
+            delete(_FOLLOW_TAGS).where(
+                _FOLLOW_TAGS.c.follow_id == follow_id, _FOLLOW_TAGS.c.tag_id.in_(gone)
+            )
+        )
+    if added:
+        # A tag the relation has keeps its row (and its type); type 1 is a corp tag.
+        session.execute(
+            insert_new(session.get_bind().dialect.name, _FOLLOW_TAGS, ["follow_id", "tag_id"]),
+            [{"follow_id": follow_id, "tag_id": t, "tag_type": 1} for t in added],
+        )
     return True

@@ -30,6 +30,7 @@ VERIFY = "verify"
 SENT = "sent"
 FAILED = "failed"
 DEAD = "dead"
+_OUTBOX = OutboxItem.metadata.tables[OutboxItem.__tablename__]
 EXPIRED = "expired"
 SKIPPED = "skipped"
 OPEN_STATUSES = (PENDING, SENDING, VERIFY)
@@ -111,7 +112,7 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]], *, now: datetime)
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # On the Core table: given the ORM entity, a list of rows takes the ORM's bulk-insert
     # path, which cost more than the rows' own work for a day's thousands of group tasks.
-    table = OutboxItem.metadata.tables[OutboxItem.__tablename__]
+    table = _OUTBOX
     stmt = insert(table).on_conflict_do_nothing(index_elements=[table.c.idempotency_key])
     session.execute(stmt, values)
 
@@ -215,12 +216,15 @@ def _release(
         "last_error": error,
         "last_errcode": errcode,
     }
+    table = _OUTBOX
     if count_attempt:
-        values["attempts"] = OutboxItem.attempts + 1
+        values["attempts"] = table.c.attempts + 1
+    # On the Core table: an ORM-enabled UPDATE per sent row (the bulk-update path) cost
+    # more CPU than the statement's own work in a 100,000-row tag sync.
     res = session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.id == item_id, OutboxItem.leased_by == worker_id)
-        .where(OutboxItem.status.in_((SENDING, VERIFY)))
+        update(table)
+        .where(table.c.id == item_id, table.c.leased_by == worker_id)
+        .where(table.c.status.in_((SENDING, VERIFY)))
         .values(**values)
     )
     return bool(getattr(res, "rowcount", 0))

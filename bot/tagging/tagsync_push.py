@@ -7,14 +7,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import String, cast, delete, select, update
+from sqlalchemy import String, cast, delete, update
 from sqlalchemy.orm import Session
 
 from bot import mirror
 from bot.outbox.queue import SENT
-from bot.store.models import OutboxItem, PushedTag
+from bot.store.inserts import insert_new
+from bot.store.models import Base, OutboxItem, PushedTag
 
 KEY_PREFIX: Final = "mark_tag"
+_PUSHED = Base.metadata.tables[PushedTag.__tablename__]
+_OUTBOX = Base.metadata.tables[OutboxItem.__tablename__]
 
 
 def mark_tag_key(
@@ -62,19 +65,33 @@ def record_mark_tag(
     external_userid = str(payload["external_userid"])
     add = [str(t) for t in payload.get("add_tag") or ()]
     remove = [str(t) for t in payload.get("remove_tag") or ()]
-    relation = (PushedTag.userid == userid, PushedTag.external_userid == external_userid)
+    # Core statements on the tables, like the mirror's: one of these per relation of a
+    # tag sync, where ORM objects and their flush cost more than the SQL.
     if remove:
         session.execute(
-            delete(PushedTag)
-            .where(*relation, PushedTag.wecom_tag_id.in_(remove))
-            .execution_options(synchronize_session=False)
+            delete(_PUSHED).where(
+                _PUSHED.c.userid == userid,
+                _PUSHED.c.external_userid == external_userid,
+                _PUSHED.c.wecom_tag_id.in_(remove),
+            )
         )
     if add:
-        have = set(session.scalars(select(PushedTag.wecom_tag_id).where(*relation)))
-        session.add_all(
-            PushedTag(userid=userid, external_userid=external_userid, wecom_tag_id=t, pushed_at=now)
-            for t in dict.fromkeys(add)
-            if t not in have
+        # A tag pushed before keeps its row (and the time it was first pushed).
+        session.execute(
+            insert_new(
+                session.get_bind().dialect.name,
+                _PUSHED,
+                ["userid", "external_userid", "wecom_tag_id"],
+            ),
+            [
+                {
+                    "userid": userid,
+                    "external_userid": external_userid,
+                    "wecom_tag_id": t,
+                    "pushed_at": now,
+                }
+                for t in dict.fromkeys(add)
+            ],
         )
     mirror.apply_mark_tag(session, userid, external_userid, add=add, remove=remove)
     retire_key(session, mark_tag_key(userid, external_userid, add, remove))
@@ -89,8 +106,7 @@ def retire_key(session: Session, key: str) -> None:
     asked (`plan_tag_sync(retry_failed=True)`).
     """
     session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.idempotency_key == key, OutboxItem.status == SENT)
-        .values(idempotency_key=OutboxItem.idempotency_key + "@" + cast(OutboxItem.id, String))
-        .execution_options(synchronize_session=False)
+        update(_OUTBOX)
+        .where(_OUTBOX.c.idempotency_key == key, _OUTBOX.c.status == SENT)
+        .values(idempotency_key=_OUTBOX.c.idempotency_key + "@" + cast(_OUTBOX.c.id, String))
     )
