@@ -1,7 +1,8 @@
 """The production soak: two `bot serve` instances on PostgreSQL against the WeCom sandbox,
 under callbacks at a steady rate, a day of calendar planning and a 100,000-customer tag
 sync, while the sandbox answers -1, 45009, times out and expires tokens. By default a third
-instance, of role gateway, takes the callbacks (`--gateways 0`: the two take them).
+instance, of role gateway, takes the callbacks and the two run at `server.nice` 5 (as
+docs/operations.md advises for that deployment); `--gateways 0`: the two take them.
 
 1. Setup (bench/soak_setup.py): the sandbox branch (100,000 customers by default), a fresh
    database with its mirror (`bot sync`, `bot import-customers`, `bot segments`; kept as
@@ -108,10 +109,13 @@ def gateway_names(count: int) -> list[str]:
     return [f"gateway-{n}" for n in range(1, count + 1)]
 
 
-def start_instances(procs: Processes, env: dict[str, str], gateways: int) -> Instances:
+def start_instances(procs: Processes, env: dict[str, str], gateways: int, nice: int) -> Instances:
     ports = [free_port(), free_port()]
+    # Beside gateways, the instances of role all run at a lower priority (server.nice), as
+    # docs/operations.md advises for that deployment on shared cores.
+    background = {**env, "BOT_SERVER__NICE": str(nice)} if gateways else env
     serve = [
-        procs.bot(name, ["serve", "--port", str(port)], env)
+        procs.bot(name, ["serve", "--port", str(port)], background)
         for name, port in zip(SERVE_NAMES, ports, strict=True)
     ]
     gateway_ports = [free_port() for _ in range(gateways)]
@@ -264,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
                 "BOT_PATHS__SCHEDULES": str(workdir / "schedules"),
             },
         )
-        instances = start_instances(procs, env, args.gateways)
+        instances = start_instances(procs, env, args.gateways, args.nice)
         seconds = args.minutes * 60
         load_proc = procs.start(
             "load",
@@ -370,6 +374,12 @@ def main() -> None:
         type=int,
         default=1,
         help="instances of role gateway taking the callbacks (0: the two instances take them)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=5,
+        help="server.nice of the two instances when gateways take the callbacks",
     )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--managers", type=int, default=50)

@@ -75,10 +75,11 @@ def intro(run: Run) -> str:
         else "filled by `bot sync` against the sandbox for this run"
     )
     gateways = int(run.args.get("gateways", 0))
+    nice = int(run.args.get("nice", 0))
     topology = (
-        f"Two `bot serve` instances (role all) and {gateways} of role gateway, which take "
-        f"every callback (the load balancer's pool in the deployment docs/operations.md "
-        f"describes), on one PostgreSQL database"
+        f"Two `bot serve` instances (role all, at `server.nice` {nice}) and {gateways} of "
+        f"role gateway, which take every callback (the load balancer's pool in the "
+        f"deployment docs/operations.md describes), on one PostgreSQL database"
         if gateways
         else "Two `bot serve` instances on one PostgreSQL database, taking the callbacks"
     )

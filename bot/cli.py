@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -120,6 +121,7 @@ def serve(
         )
     bot = create_app(settings)
     _require_migrated(bot.db)
+    lower_priority(settings.server.nice)
     # What is built by now (modules, models, compiled statements) lives as long as the
     # process: frozen, it is left out of the collector's full passes, which otherwise walked
     # all of it every few seconds under load, 80-120 ms each (the callbacks' p99).
@@ -134,6 +136,13 @@ def serve(
         log_config=None,
         access_log=False,
     )
+
+
+def lower_priority(increment: int) -> None:
+    """Add `increment` to this process's niceness (server.nice); 0 leaves it alone."""
+    if increment:
+        niceness = os.nice(increment)
+        err.print(f"bot serve: running at niceness {niceness}", highlight=False)
 
 
 @app.command()

@@ -125,6 +125,11 @@ class ServerConfig(Section):
     # "gateway": the HTTP app only; stored callbacks wait for an "all" instance on the same
     # database, so acknowledging callbacks never shares a process with background work.
     role: Literal["all", "gateway"] = "all"
+    # Added to the process's niceness when `bot serve` starts (0: unchanged). For instances
+    # of role all beside gateway instances on shared cores: their tag syncs and planning
+    # take whatever CPU is free, and a lower priority keeps the gateways' acknowledgements
+    # from queueing behind them.
+    nice: int = Field(0, ge=0, le=19)
     # Bearer token for the operator surface (/metrics); empty leaves that surface disabled.
     admin_token: SecretStr = SecretStr("")
 

@@ -99,3 +99,26 @@ def test_python_dash_m_bot_runs() -> None:
 def test_serve_has_host_and_port_flags(flag: str) -> None:
     result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "120"})
     assert flag in result.output
+
+
+def test_serve_lowers_its_priority_only_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import cli
+
+    calls: list[int] = []
+
+    def nice(increment: int) -> int:
+        calls.append(increment)
+        return 10 + increment
+
+    monkeypatch.setattr(os, "nice", nice)
+    cli.lower_priority(0)
+    assert calls == []
+    cli.lower_priority(5)
+    assert calls == [5]
+
+
+def test_server_nice_is_bounded() -> None:
+    from bot.config import ConfigError, build_settings
+
+    with pytest.raises(ConfigError, match=r"server\.nice"):
+        build_settings({"server": {"nice": 25}}, {}, base_dir=ROOT)

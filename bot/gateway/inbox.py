@@ -11,12 +11,12 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from sqlalchemy import Connection, Table, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from bot.gateway.events import EventKey
 from bot.store.db import Database
+from bot.store.inserts import insert_new
 from bot.store.models import InboxEvent
 
 # Terminal states: rows in them are never claimed again and may be purged by age.
@@ -41,15 +41,7 @@ def _insert_keys(dialect: str) -> Insert:
     """INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, built once per
     dialect from the Core table: an ORM-enabled INSERT per callback cost about 1 ms of CPU,
     most of the gateway's budget."""
-    if dialect == "postgresql":
-        statement: Insert = postgresql.insert(_INBOX).on_conflict_do_nothing(
-            index_elements=["dedupe_key"]
-        )
-    elif dialect == "sqlite":
-        statement = sqlite.insert(_INBOX).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    else:
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    return statement.returning(_INBOX.c.dedupe_key)
+    return insert_new(dialect, _INBOX, ["dedupe_key"]).returning(_INBOX.c.dedupe_key)
 
 
 def _row(key: str, routing: EventKey, payload: bytes, now: datetime) -> dict[str, object]:

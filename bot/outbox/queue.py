@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.store.inserts import insert_new
 from bot.store.leases import claim_due
 from bot.store.models import OutboxItem
 
@@ -108,12 +109,9 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]], *, now: datetime)
         }
         for row in rows
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # On the Core table: given the ORM entity, a list of rows takes the ORM's bulk-insert
     # path, which cost more than the rows' own work for a day's thousands of group tasks.
-    table = _OUTBOX
-    stmt = insert(table).on_conflict_do_nothing(index_elements=[table.c.idempotency_key])
+    stmt = insert_new(session.get_bind().dialect.name, _OUTBOX, ["idempotency_key"])
     session.execute(stmt, values)
 
 
