@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from bot.calendar.service import CalendarService
 from bot.clock import Clock, SystemClock
-from bot.config import Settings
+from bot.config import ServerRole, Settings
 from bot.dispatch import Registry
 from bot.gateway.crypto import WeComCrypto
 from bot.gateway.endpoint import CallbackGateway
@@ -110,7 +110,7 @@ class BotApp:
         the gateway role, none of them: this instance only stores callbacks)."""
         self.db.check_migrated()
         self._stop = asyncio.Event()
-        if self.settings.server.role == "gateway":
+        if self.settings.server.role is ServerRole.GATEWAY:
             log.info("role gateway: stored callbacks are processed by the instances of role all")
             return
         self._tasks = [
@@ -214,7 +214,7 @@ def create_app(
     )
     processor = InboxProcessor(db, clock, registry, ctx, settings.dispatcher, worker)
     # The hand-over of parsed callbacks only helps a process whose dispatcher runs.
-    on_stored = processor.accept if settings.server.role == "all" else None
+    on_stored = processor.accept if settings.server.role is ServerRole.ALL else None
     gateway = CallbackGateway(settings, db, clock, make_crypto(settings), on_stored)
     sender = Sender(
         db=db,

@@ -7,7 +7,6 @@ import gc
 import os
 import sys
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -15,7 +14,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 
-from bot.config import ConfigError, Settings, load_config
+from bot.config import ConfigError, ServerRole, Settings, load_config
 from bot.logs import setup_logging
 from bot.store.db import Database, DatabaseNotMigrated
 
@@ -27,13 +26,6 @@ app.add_typer(db_app, name="db")
 
 console = Console()
 err = Console(stderr=True)
-
-
-class ServerRole(StrEnum):
-    """`bot serve --role` (server.role in config.yaml)."""
-
-    ALL = "all"
-    GATEWAY = "gateway"
 
 
 ConfigOption = Annotated[
@@ -117,7 +109,7 @@ def serve(
     settings = _settings(config)
     if role is not None:
         settings = settings.model_copy(
-            update={"server": settings.server.model_copy(update={"role": role.value})}
+            update={"server": settings.server.model_copy(update={"role": role})}
         )
     bot = create_app(settings)
     _require_migrated(bot.db)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,15 +117,21 @@ class DatabaseConfig(Section):
     echo: bool = False
 
 
+class ServerRole(StrEnum):
+    """What a `bot serve` process runs (server.role, `bot serve --role`)."""
+
+    ALL = "all"  # the HTTP app, dispatcher, outbox sender and scheduler in one process
+    # The HTTP app only; stored callbacks wait for an "all" instance on the same database,
+    # so acknowledging callbacks never shares a process with background work.
+    GATEWAY = "gateway"
+
+
 class ServerConfig(Section):
     """HTTP listener for `bot serve`."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    # "all": the HTTP app, dispatcher, outbox sender and scheduler in one process.
-    # "gateway": the HTTP app only; stored callbacks wait for an "all" instance on the same
-    # database, so acknowledging callbacks never shares a process with background work.
-    role: Literal["all", "gateway"] = "all"
+    role: ServerRole = ServerRole.ALL
     # Added to the process's niceness when `bot serve` starts (0: unchanged). For instances
     # of role all beside gateway instances on shared cores: their tag syncs and planning
     # take whatever CPU is free, and a lower priority keeps the gateways' acknowledgements

@@ -29,11 +29,11 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock, as_utc
 from bot.store.db import Database
+from bot.store.inserts import insert_new
 from bot.store.models import LeaderLease
 
 log = logging.getLogger("bot.leader")
@@ -99,11 +99,8 @@ def hold(
     if row is None:
         if not take_over:
             return None
-        insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
         return session.execute(
-            insert(LeaderLease)
+            insert_new(session.get_bind().dialect.name, LeaderLease, ["name"])
             .values(
                 name=name,
                 holder=holder,
@@ -112,7 +109,6 @@ def hold(
                 acquired_at=now,
                 renewed_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["name"])
             .returning(LeaderLease.term)
         ).scalar_one_or_none()
     renewal = update(LeaderLease).where(LeaderLease.name == name)

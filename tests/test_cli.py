@@ -122,3 +122,13 @@ def test_server_nice_is_bounded() -> None:
 
     with pytest.raises(ConfigError, match=r"server\.nice"):
         build_settings({"server": {"nice": 25}}, {}, base_dir=ROOT)
+
+
+def test_server_role_must_be_one_the_bot_knows() -> None:
+    from bot.config import ConfigError, build_settings
+
+    with pytest.raises(ConfigError, match=r"server\.role"):
+        build_settings({"server": {"role": "worker"}}, {}, base_dir=ROOT)
+    result = runner.invoke(app, ["serve", "--role", "worker"])
+    assert result.exit_code == 2
+    assert "worker" in result.output

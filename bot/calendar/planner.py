@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.calendar import caps
@@ -35,6 +34,7 @@ from bot.config import Settings
 from bot.outbox.queue import enqueue_many
 from bot.privacy import mask_name
 from bot.store.db import Database
+from bot.store.inserts import insert_new
 from bot.store.models import (
     Base,
     CorpTag,
@@ -577,11 +577,9 @@ def _claim_run(session: Session, plan: SlotPlan, *, status: str, now: datetime) 
 
 
 def insert_run(session: Session, values: dict[str, Any]) -> int | None:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(SlotRun)
+        insert_new(session.get_bind().dialect.name, SlotRun, ["slot_id", "day", "part"])
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["slot_id", "day", "part"])
         .returning(SlotRun.id)
     )
     found = session.execute(stmt).scalar_one_or_none()

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.calendar import caps
+from bot.store.inserts import insert_new
 from bot.store.models import MassTask, SlotTarget
 
 # Outbox kinds of the rows that create tasks (their effects: bot/calendar/effects.py).
@@ -63,9 +63,8 @@ def record_task_created(
         "already_received": 0,
         "unsent": 0,
     }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
-        insert(MassTask).values(**values).on_conflict_do_nothing(index_elements=["outbox_key"])
+        insert_new(session.get_bind().dialect.name, MassTask, ["outbox_key"]).values(**values)
     )
     if failed:
         refuse_targets(session, payload["run_id"], failed, status=FAILED_TARGET)

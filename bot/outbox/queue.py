@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.store.inserts import insert_new
@@ -31,10 +30,11 @@ VERIFY = "verify"
 SENT = "sent"
 FAILED = "failed"
 DEAD = "dead"
-_OUTBOX = OutboxItem.metadata.tables[OutboxItem.__tablename__]
 EXPIRED = "expired"
 SKIPPED = "skipped"
 OPEN_STATUSES = (PENDING, SENDING, VERIFY)
+# The Core table, for the statements that run once per row of a large plan or sync.
+OUTBOX = OutboxItem.metadata.tables[OutboxItem.__tablename__]
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,10 @@ def enqueue(
         "created_at": now,
         "updated_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
-        insert(OutboxItem)
+        insert_new(session.get_bind().dialect.name, OUTBOX, ["idempotency_key"])
         .values(**values)
-        .on_conflict_do_nothing(index_elements=[OutboxItem.idempotency_key])
-        .returning(OutboxItem.id)
+        .returning(OUTBOX.c.id)
     )
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING.
     return session.execute(stmt).scalar_one_or_none() is not None
@@ -111,7 +108,7 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]], *, now: datetime)
     ]
     # On the Core table: given the ORM entity, a list of rows takes the ORM's bulk-insert
     # path, which cost more than the rows' own work for a day's thousands of group tasks.
-    stmt = insert_new(session.get_bind().dialect.name, _OUTBOX, ["idempotency_key"])
+    stmt = insert_new(session.get_bind().dialect.name, OUTBOX, ["idempotency_key"])
     session.execute(stmt, values)
 
 
@@ -214,15 +211,14 @@ def _release(
         "last_error": error,
         "last_errcode": errcode,
     }
-    table = _OUTBOX
     if count_attempt:
-        values["attempts"] = table.c.attempts + 1
+        values["attempts"] = OUTBOX.c.attempts + 1
     # On the Core table: an ORM-enabled UPDATE per sent row (the bulk-update path) cost
     # more CPU than the statement's own work in a 100,000-row tag sync.
     res = session.execute(
-        update(table)
-        .where(table.c.id == item_id, table.c.leased_by == worker_id)
-        .where(table.c.status.in_((SENDING, VERIFY)))
+        update(OUTBOX)
+        .where(OUTBOX.c.id == item_id, OUTBOX.c.leased_by == worker_id)
+        .where(OUTBOX.c.status.in_((SENDING, VERIFY)))
         .values(**values)
     )
     return bool(getattr(res, "rowcount", 0))

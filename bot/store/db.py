@@ -155,7 +155,7 @@ class Database:
         durable commit syncs the log, earlier frames included, so the order of what
         survives is kept. Other engines ignore it.
         """
-        relaxed = not durable and self._writer is not None
+        relaxed = not durable and self.dialect == "sqlite"
         with self._turn(), self.engine.connect() as connection:
             raw = connection.connection.dbapi_connection if relaxed else None
             if raw is not None:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, text
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from bot.outbox.queue import NORMAL, PENDING
+from bot.outbox.queue import NORMAL, OUTBOX, PENDING
+from bot.store.inserts import insert_new
 from bot.store.models import OutboxItem
 from bot.store.types import UTCDateTime
 
@@ -34,12 +34,7 @@ def enqueue_many(
         return set()
     if session.get_bind().dialect.name == "postgresql":
         return _insert_from_json(session, rows, kind=kind, now=now, lane=lane)
-    table: Table = OutboxItem.__table__  # type: ignore[assignment]
-    stmt = (
-        sqlite.insert(table)
-        .on_conflict_do_nothing(index_elements=[table.c.idempotency_key])
-        .returning(table.c.idempotency_key)
-    )
+    stmt = insert_new("sqlite", OUTBOX, ["idempotency_key"]).returning(OUTBOX.c.idempotency_key)
     values = [
         {
             "idempotency_key": key,

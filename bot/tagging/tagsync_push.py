@@ -11,13 +11,12 @@ from sqlalchemy import String, cast, delete, update
 from sqlalchemy.orm import Session
 
 from bot import mirror
-from bot.outbox.queue import SENT
+from bot.outbox.queue import OUTBOX, SENT
 from bot.store.inserts import insert_new
-from bot.store.models import Base, OutboxItem, PushedTag
+from bot.store.models import Base, PushedTag
 
 KEY_PREFIX: Final = "mark_tag"
 _PUSHED = Base.metadata.tables[PushedTag.__tablename__]
-_OUTBOX = Base.metadata.tables[OutboxItem.__tablename__]
 
 
 def mark_tag_key(
@@ -106,7 +105,7 @@ def retire_key(session: Session, key: str) -> None:
     asked (`plan_tag_sync(retry_failed=True)`).
     """
     session.execute(
-        update(_OUTBOX)
-        .where(_OUTBOX.c.idempotency_key == key, _OUTBOX.c.status == SENT)
-        .values(idempotency_key=_OUTBOX.c.idempotency_key + "@" + cast(_OUTBOX.c.id, String))
+        update(OUTBOX)
+        .where(OUTBOX.c.idempotency_key == key, OUTBOX.c.status == SENT)
+        .values(idempotency_key=OUTBOX.c.idempotency_key + "@" + cast(OUTBOX.c.id, String))
     )

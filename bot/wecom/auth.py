@@ -16,11 +16,11 @@ from typing import Final
 
 import httpx
 from sqlalchemy import Connection, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.store.db import Database
+from bot.store.inserts import insert_new
 from bot.store.models import TokenCache
 from bot.wecom.errors import TOKEN_RETRY_CODES, TRANSPORT_ERRCODE, WeComUnavailable
 from bot.wecom.models import AccessToken
@@ -103,9 +103,8 @@ class TokenStore:
             )
             if claimed.rowcount == 1:
                 return True
-            dialect_insert = postgresql.insert if self._db.is_postgres else sqlite.insert
             inserted = conn.execute(
-                dialect_insert(TokenCache)
+                insert_new(self._db.dialect, TokenCache, ["key"])
                 .values(
                     key=self._key,
                     access_token=None,
@@ -114,7 +113,6 @@ class TokenStore:
                     refresh_owner=owner,
                     updated_at=now,
                 )
-                .on_conflict_do_nothing(index_elements=["key"])
                 # rowcount is not reliable for INSERT on psycopg; RETURNING is.
                 .returning(TokenCache.key)
             )
