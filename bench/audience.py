@@ -46,7 +46,7 @@ from bot.tagging.audience.service import run_query
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = ROOT / "bench" / "out" / "audience.db"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:54329/bot_bench"
-DATASET_VERSION = "audience-v1"
+DATASET_VERSION = "audience-v2"
 SEED = 20261123
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 MANAGERS = [f"m{i:04d}" for i in range(1, 401)]
@@ -56,57 +56,50 @@ EXPRESSION = (
     'tag("资产50万+") and not tag("老年客户") or (aum >= 100000 and lifecycle in ("new", "growth"))'
 )
 _CORP = (
-    "SELECT f.external_userid FROM follow_tags ft"
+    "SELECT cu.cid FROM follow_tags ft"
     " JOIN follow_relations f ON f.id = ft.follow_id"
     " JOIN corp_tags t ON t.tag_id = ft.tag_id"
+    " JOIN customers cu ON cu.external_userid = f.external_userid"
     " WHERE t.name = '{tag}' AND t.deleted = {false} AND f.status = 'active'"
 )
-# What a person writes for the same audience, in the two usual styles.
+# What a person writes for the same audience on this schema (customer numbers, and the
+# maintained `reachable` flag), in the two usual styles.
 HAND_SET = """
 SELECT {select} FROM customers c
-WHERE c.opted_out = {false}
-  AND EXISTS (SELECT 1 FROM follow_relations f
-              WHERE f.external_userid = c.external_userid AND f.status = 'active')
-  AND c.external_userid IN (
-    SELECT external_userid FROM customer_tags WHERE tag = '资产50万+'
+WHERE c.reachable = {true}
+  AND c.cid IN (
+    SELECT cid FROM customer_tags WHERE tag = '资产50万+'
     UNION {corp_a}
-    EXCEPT SELECT external_userid FROM customer_tags WHERE tag = '老年客户'
+    EXCEPT SELECT cid FROM customer_tags WHERE tag = '老年客户'
     EXCEPT {corp_b}
-    UNION SELECT external_userid FROM customer_profiles
+    UNION SELECT cid FROM customer_profiles
           WHERE aum >= 100000 AND lifecycle IN ('new', 'growth'))
 """
 HAND_ROW = """
 SELECT {select} FROM customers c
-LEFT JOIN customer_profiles p ON p.external_userid = c.external_userid
-WHERE c.opted_out = {false}
-  AND EXISTS (SELECT 1 FROM follow_relations f
-              WHERE f.external_userid = c.external_userid AND f.status = 'active')
-  AND ((EXISTS (SELECT 1 FROM customer_tags t
-                WHERE t.tag = '资产50万+' AND t.external_userid = c.external_userid)
-        OR EXISTS ({corp_a} AND f.external_userid = c.external_userid))
-       AND NOT EXISTS (SELECT 1 FROM customer_tags t
-                       WHERE t.tag = '老年客户' AND t.external_userid = c.external_userid)
-       AND NOT EXISTS ({corp_b} AND f.external_userid = c.external_userid)
+LEFT JOIN customer_profiles p ON p.cid = c.cid
+WHERE c.reachable = {true}
+  AND ((EXISTS (SELECT 1 FROM customer_tags t WHERE t.tag = '资产50万+' AND t.cid = c.cid)
+        OR EXISTS ({corp_a} AND cu.cid = c.cid))
+       AND NOT EXISTS (SELECT 1 FROM customer_tags t WHERE t.tag = '老年客户' AND t.cid = c.cid)
+       AND NOT EXISTS ({corp_b} AND cu.cid = c.cid)
        OR (p.aum >= 100000 AND p.lifecycle IN ('new', 'growth')))
 """
 # The shape the compiler produces, written by hand: drive from the positive terms' indexes,
 # probe the negated ones, check reachability only for the audience's own rows.
 HAND_TUNED = """
 SELECT {select} FROM (
-    SELECT a.external_userid FROM (
-        SELECT external_userid FROM customer_tags WHERE tag = '资产50万+'
+    SELECT a.cid FROM (
+        SELECT cid FROM customer_tags WHERE tag = '资产50万+'
         UNION ALL {corp_a}
     ) a
-    WHERE NOT EXISTS (SELECT 1 FROM customer_tags s
-                      WHERE s.tag = '老年客户' AND s.external_userid = a.external_userid)
-      AND NOT EXISTS ({corp_b} AND f.external_userid = a.external_userid)
-    UNION SELECT external_userid FROM customer_profiles
+    WHERE NOT EXISTS (SELECT 1 FROM customer_tags s WHERE s.tag = '老年客户' AND s.cid = a.cid)
+      AND NOT EXISTS ({corp_b} AND cu.cid = a.cid)
+    UNION SELECT cid FROM customer_profiles
           WHERE lifecycle IN ('new', 'growth') AND aum >= 100000
-) c
-WHERE EXISTS (SELECT 1 FROM follow_relations f
-              WHERE f.external_userid = c.external_userid AND f.status = 'active')
-  AND NOT EXISTS (SELECT 1 FROM customers o
-                  WHERE o.external_userid = c.external_userid AND o.opted_out = {true})
+) u
+JOIN customers c ON c.cid = u.cid
+WHERE c.reachable = {true}
 """
 HAND = {"set algebra": HAND_SET, "row predicate": HAND_ROW, "tuned": HAND_TUNED}
 OTHERS = [
@@ -142,10 +135,20 @@ TABLES: dict[str, list[str]] = {
     "corp_tags": ["tag_id", "group_id", "name", "order", "deleted", "updated_at"],
     "groups": ["chat_id", "name", "owner", "status", "updated_at"],
     "group_segments": ["chat_id", "segment", "source", "reason", "since"],
-    "customers": ["external_userid", "name", "type", "opted_out", "created_at", "updated_at"],
+    "customers": [
+        "external_userid",
+        "cid",
+        "name",
+        "type",
+        "opted_out",
+        "reachable",
+        "created_at",
+        "updated_at",
+    ],
     "customer_profiles": [
         "customer_key",
         "external_userid",
+        "cid",
         "match_method",
         "aum",
         "asset_tier",
@@ -170,7 +173,7 @@ TABLES: dict[str, list[str]] = {
         "status",
         "updated_at",
     ],
-    "customer_tags": ["external_userid", "tag", "family", "rule", "reason", "since"],
+    "customer_tags": ["external_userid", "cid", "tag", "family", "rule", "reason", "since"],
     "follow_tags": ["follow_id", "tag_id", "tag_type"],
     "group_members": ["chat_id", "member_id", "type", "left_at", "updated_at"],
 }
@@ -225,8 +228,11 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
     rows: Rows = {name: [] for name in BIG_TABLES}
     for i in range(n):
         eid = customer_id(i)
+        # The loader bypasses the triggers on PostgreSQL, so rows carry what they would set.
+        cid = i + 1
         name = rnd.choice(SURNAMES) + "".join(rnd.choices(GIVEN, k=rnd.randint(1, 2)))
-        rows["customers"].append((eid, name, 1, fmt.flag(rnd.random() < 0.02), now, now))
+        opted_out = rnd.random() < 0.02
+        followed = False
         tags: list[tuple[str, str]] = []
         if rnd.random() < 0.95:
             tags += _profile(rnd, i, eid, fmt, rows)
@@ -236,6 +242,7 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
             state = rnd.choice(list(CHANNELS)) if rnd.random() < 0.6 else None
             added = NOW - timedelta(days=rnd.uniform(0, 1100))
             status = "ended" if rnd.random() < 0.03 else "active"
+            followed = followed or status == "active"
             rows["follow_relations"].append(
                 (relation_id, eid, manager, state, fmt.dt(added), status, now)
             )
@@ -243,9 +250,12 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
                 tags.append((CHANNELS[state], "channel"))
             if rnd.random() < 0.05:
                 rows["follow_tags"].append((relation_id, f"etTag{rnd.randrange(6)}", 1))
+        reachable = followed and not opted_out
+        row = (eid, cid, name, 1, fmt.flag(opted_out), fmt.flag(reachable), now, now)
+        rows["customers"].append(row)
         k = min(len(INTERESTS), int(rnd.expovariate(1 / 2.6)))
         tags += [(t, "keyword") for t in rnd.sample(INTERESTS, k)]
-        rows["customer_tags"] += [(eid, t, fam, fam, "bench", now) for t, fam in tags]
+        rows["customer_tags"] += [(eid, cid, t, fam, fam, "bench", now) for t, fam in tags]
         if rnd.random() < 0.25:
             for _ in range(2 if rnd.random() < 0.2 else 1):
                 chat = f"wrBench{rnd.randrange(1500):06d}"
@@ -271,7 +281,7 @@ def _profile(
     opened = date(2026, 11, 23) - timedelta(days=rnd.randint(0, 4000))
     rows["customer_profiles"].append(
         (
-            f"K{i:09d}", eid, "external_userid", aum, tier[0] if tier else "T0",
+            f"K{i:09d}", eid, i + 1, "external_userid", aum, tier[0] if tier else "T0",
             fmt.flag(payroll), age, json.dumps(products, ensure_ascii=False),
             rnd.choice(BRANCHES), rnd.choice(OCCUPATIONS), rnd.choice(DISTRICTS),
             fmt.dt(login), opened, lifecycle, fmt.dt(NOW), fmt.dt(NOW),

@@ -18,13 +18,20 @@ def load_rows(
 ) -> None:
     """Write each chunk (table → rows in `tables`' column order) in its own transaction."""
     raw = db.engine.raw_connection()
+    triggers: list[str] = []
     try:
         cur = raw.cursor()
         if db.is_postgres:
-            # Foreign-key triggers per row would dominate a bulk load; generators are consistent.
+            # Foreign-key and bookkeeping triggers per row would dominate a bulk load; the
+            # generators write consistent rows, customer numbers and reachability included.
             cur.execute("SET session_replication_role = replica")
         else:
             cur.execute("PRAGMA synchronous=OFF")
+            # SQLite cannot switch triggers off: take them out for the load, as above.
+            cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+            for name, sql in cur.fetchall():
+                cur.execute(f'DROP TRIGGER "{name}"')
+                triggers.append(sql)
         for rows in chunks:
             if not db.is_postgres:
                 cur.execute("BEGIN")
@@ -44,5 +51,14 @@ def load_rows(
             else:
                 cur.execute("COMMIT")
             progress(rows)
+        if db.is_postgres and "customers" in tables:
+            # Rows brought their own customer numbers; new customers continue after them.
+            cur.execute(
+                "SELECT setval(pg_get_serial_sequence('customers', 'cid'),"
+                " (SELECT coalesce(max(cid), 0) + 1 FROM customers), false)"
+            )
+            raw.commit()
+        for sql in triggers:
+            cur.execute(sql)
     finally:
         raw.close()

@@ -72,7 +72,7 @@ OUT = ROOT / "bench" / "out"
 SECTION = "## Planning a day (bench/plan.py)"
 DEFAULT_SQLITE = OUT / "plan.db"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:54329/bot_bench_plan"
-DATASET_VERSION = "plan-v1"
+DATASET_VERSION = "plan-v2"
 SEED = 20261123
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 23)  # a Monday, and a workday
@@ -152,7 +152,16 @@ TABLES: dict[str, list[str]] = {
     "members": ["userid", "name", "follow_enabled", "updated_at"],
     "groups": ["chat_id", "name", "owner", "status", "updated_at"],
     "group_segments": ["chat_id", "segment", "source", "reason", "since"],
-    "customers": ["external_userid", "name", "type", "opted_out", "created_at", "updated_at"],
+    "customers": [
+        "external_userid",
+        "cid",
+        "name",
+        "type",
+        "opted_out",
+        "reachable",
+        "created_at",
+        "updated_at",
+    ],
     "follow_relations": [
         "id",
         "external_userid",
@@ -162,7 +171,7 @@ TABLES: dict[str, list[str]] = {
         "status",
         "updated_at",
     ],
-    "customer_tags": ["external_userid", "tag", "family", "rule", "reason", "since"],
+    "customer_tags": ["external_userid", "cid", "tag", "family", "rule", "reason", "since"],
     "receive_counts": ["period", "target_kind", "target_id", "count"],
 }
 BIG_TABLES = ["customers", "follow_relations", "customer_tags", "receive_counts"]
@@ -207,7 +216,12 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
     for i in range(n):
         eid = customer_id(i)
         name = rnd.choice(SURNAMES) + "".join(rnd.choices(GIVEN, k=rnd.randint(1, 2)))
-        rows["customers"].append((eid, name, 1, fmt.flag(rnd.random() < 0.01), now, now))
+        # The loader bypasses the triggers on PostgreSQL, so rows carry what they would set
+        # (every relation below is active: reachable unless opted out).
+        cid = i + 1
+        opted_out = rnd.random() < 0.01
+        row = (eid, cid, name, 1, fmt.flag(opted_out), fmt.flag(not opted_out), now, now)
+        rows["customers"].append(row)
         first = rnd.randrange(len(MANAGERS))
         added = NOW - timedelta(days=rnd.uniform(1, 1100))
         managers = [(MANAGERS[first], added)]
@@ -223,7 +237,7 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
         if rnd.random() < 0.15:
             tags.append((SENIOR, "senior"))
         tags += [(t, "bench") for t in rnd.sample(OTHER_TAGS, rnd.randint(0, 2))]
-        rows["customer_tags"] += [(eid, t, fam, fam, "bench", now) for t, fam in tags]
+        rows["customer_tags"] += [(eid, cid, t, fam, fam, "bench", now) for t, fam in tags]
         if rnd.random() < 0.03:
             rows["receive_counts"].append((PERIOD, "customer", eid, CAP))
         if (i + 1) % CHUNK == 0 or i == n - 1:

@@ -1,4 +1,9 @@
-"""From a checked tree to one SQL statement that selects the audience's customer ids.
+"""From a checked tree to one SQL statement that selects the audience's customers.
+
+The statement works on customer numbers (customers.cid, an integer per customer), and
+maps them to external_userids only when the ids themselves are asked for: a count never
+touches a text id. Terms whose tables carry cid give numbers directly; the compiler looks
+up the number of any other term's external_userids.
 
 Every node compiles to a `Plan` with two forms of the same set of customers:
 - `driver`: branches of a UNION ALL that enumerate the set from indexes, when that is
@@ -11,7 +16,8 @@ driver and filters it with the others' `contains`, so `tag("a") and not tag("b")
 tag a's index entries and probes tag b's index once per entry, instead of building
 either set in full (EXCEPT would materialise all of tag b). Conditions on the profile row
 are merged into one WHERE, so a run of them is one index scan. Only the audience's own
-rows are then checked for reachability: followed by someone, not opted out.
+rows are then checked for reachability (followed by someone, not opted out): a lookup in
+the few unreachable customers, kept as `customers.reachable` by triggers.
 
 Both engines get the same statement; PostgreSQL turns the EXISTS probes into semi and anti
 joins and chooses hash or nested-loop itself, SQLite runs them as written (so on SQLite
@@ -29,6 +35,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    false,
     func,
     not_,
     or_,
@@ -59,7 +66,8 @@ from bot.tagging.audience.sqlparts import (
     by_dialect,
     customers,
     not_null_and,
-    profile_ids,
+    numbers_of,
+    profile_numbers,
     profiles,
     relations,
     value_param,
@@ -74,8 +82,8 @@ from bot.tagging.audience.terms import (
 )
 from bot.tagging.audience.vocabulary import ATTRIBUTES, FUNCTIONS
 
-# (the outer FROM, its id column) -> a condition on that id.
-Contains = Callable[[FromClause, ColumnElement[str]], ColumnElement[bool]]
+# (the outer FROM, its customer number column) -> a condition on that number.
+Contains = Callable[[FromClause, ColumnElement[int]], ColumnElement[bool]]
 # SQLite refuses a compound SELECT of more than 500 parts; unions nest beyond this.
 MAX_UNION = 250
 
@@ -86,25 +94,25 @@ class Plan:
     alone (then its neighbours' profile conditions merge with it)."""
 
     contains: Contains
-    driver: list[Select[str]] | None
+    driver: list[Select[int]] | None
     profile: ColumnElement[bool] | None = None
     negated_profile: ColumnElement[bool] | None = None  # set on `not <profile condition>`
     branches: tuple[Branch, ...] = ()  # set on a term's own id set (for De Morgan)
 
 
-def audience_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
-    """SELECT external_userid of every customer in the audience of `tree` (checked)."""
+def audience_numbers(tree: Expr, ctx: Context, *, source: str = "") -> Select[int]:
+    """SELECT cid of every customer in the audience of `tree` (checked)."""
     _require_now(tree, ctx, source)
     plan = _plan(tree, ctx)
     rows: FromClause
     if plan.profile is not None:
         # Only profile conditions: one scan of the profile rows (and their indexes).
-        rows, column = profiles, profiles.c.external_userid
+        rows, column = profiles, profiles.c.cid
         query = select(column).where(column.is_not(None), plan.profile)
     elif plan.driver is None:
         # Nothing to enumerate from (`not tag("x")`): every customer is a candidate.
         rows = customers.alias("c")
-        column = rows.c.external_userid
+        column = rows.c.cid
         query = select(column).where(plan.contains(rows, column))
     else:
         branches = plan.driver
@@ -112,13 +120,23 @@ def audience_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
         rows = _nest(distinct).subquery("u")
         column = next(iter(rows.c))
         query = select(column)
-    labelled = query.with_only_columns(column.label("external_userid"))
+    labelled = query.with_only_columns(column.label("cid"))
     return labelled.where(reachable(rows, column))
+
+
+def audience_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
+    """SELECT external_userid of every customer in the audience of `tree` (checked)."""
+    numbers = audience_numbers(tree, ctx, source=source).subquery("a")
+    named = customers.alias("ids")
+    return select(named.c.external_userid).select_from(
+        numbers.join(named, named.c.cid == numbers.c.cid)
+    )
 
 
 def audience_count(tree: Expr, ctx: Context, *, source: str = "") -> Select[int]:
     """SELECT count(*) of the audience."""
-    return select(func.count()).select_from(audience_ids(tree, ctx, source=source).subquery())
+    numbers = audience_numbers(tree, ctx, source=source).subquery()
+    return select(func.count()).select_from(numbers)
 
 
 def opted_out_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
@@ -136,24 +154,18 @@ def opted_out_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
         .exists()
     )
     return select(column.label("external_userid")).where(
-        rows.c.opted_out == true(), is_followed, plan.contains(rows, column)
+        rows.c.opted_out == true(), is_followed, plan.contains(rows, rows.c.cid)
     )
 
 
-def reachable(outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
+def reachable(outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:
     """Someone can reach the customer (an active follow relation) and they have not opted
-    out: an index probe per audience member on (external_userid, status), and a lookup in
-    the few opted-out customers (the partial index ix_customers_opted_out_id). The active
-    relation also proves the id is a customer (a foreign key), so no customer row is read."""
-    is_followed = (
-        select(relations.c.external_userid)
-        .where(relations.c.external_userid == x, relations.c.status == ACTIVE)
-        .correlate(outer)
-        .exists()
-    )
-    opted = customers.alias("opted")
-    opted_out = select(opted.c.external_userid).where(opted.c.opted_out == true())
-    return and_(is_followed, _absent(Branch(opted_out, small=True), outer, x))
+    out: x is not among the few unreachable customers (the partial index
+    ix_customers_unreachable, kept by triggers). Every number is a customer's, so no
+    customer row is read for the others."""
+    unreachable = customers.alias("unreachable")
+    numbers = select(unreachable.c.cid).where(unreachable.c.reachable == false())
+    return _absent(Branch(numbers, small=True, numbered=True), outer, x)
 
 
 def _require_now(tree: Expr, ctx: Context, source: str) -> None:
@@ -196,7 +208,7 @@ def _negation(inner: Plan) -> Plan:
 def _selection_plan(selection: Selection) -> Plan:
     if isinstance(selection, ProfileFilter):
         return _profile_plan(selection.clause)
-    branches = selection.branches
+    branches = tuple(_numbered(b) for b in selection.branches)
     return Plan(
         lambda o, x: or_(*(_present(b, o, x) for b in branches)),
         [b.query for b in branches],
@@ -204,12 +216,18 @@ def _selection_plan(selection: Selection) -> Plan:
     )
 
 
+def _numbered(branch: Branch) -> Branch:
+    if branch.numbered:
+        return branch
+    return Branch(numbers_of(branch.query), small=branch.small, numbered=True)
+
+
 def _profile_plan(clause: ColumnElement[bool]) -> Plan:
-    probe = select(profiles.c.external_userid).where(clause)
-    return Plan(lambda o, x: _probe(probe, o, x), [profile_ids(clause)], clause)
+    probe = select(profiles.c.cid).where(clause)
+    return Plan(lambda o, x: _probe(probe, o, x), [profile_numbers(clause)], clause)
 
 
-def _present(branch: Branch, outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
+def _present(branch: Branch, outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:
     """x is in the branch's set: probed per candidate, or for a small set, looked up in the
     set built once (both engines do that well for IN)."""
     if branch.small:
@@ -217,7 +235,7 @@ def _present(branch: Branch, outer: FromClause, x: ColumnElement[str]) -> Column
     return _probe(branch.query, outer, x)
 
 
-def _absent(branch: Branch, outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
+def _absent(branch: Branch, outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:
     """x is not in the branch's set. NOT IN lets SQLite build a small set once; PostgreSQL
     gets NOT EXISTS, which it plans as an anti-join (NOT IN over a set too big for work_mem
     would rescan the set for every row)."""
@@ -227,13 +245,13 @@ def _absent(branch: Branch, outer: FromClause, x: ColumnElement[str]) -> ColumnE
     return probe
 
 
-def _non_null(query: Select[str]) -> Select[str]:
+def _non_null(query: Select[int]) -> Select[int]:
     # A NULL in the set would make NOT IN unknown for every id.
     return query.where(query.selected_columns[0].is_not(None))
 
 
-def _probe(branch: Select[str], outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
-    """EXISTS (branch AND its id column = x). Only `outer` correlates, so a branch reading
+def _probe(branch: Select[int], outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:
+    """EXISTS (branch AND its number column = x). Only `outer` correlates, so a branch reading
     the same table as the outer query (tag a and tag b) keeps its own copy."""
     column = branch.selected_columns[0]
     return branch.where(column == x).correlate(outer).exists()
@@ -259,7 +277,7 @@ def _conjunction(plans: list[Plan]) -> Plan:
     if len(plans) == 1:
         return plans[0]
 
-    def contains(outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
+    def contains(outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:
         return and_(*(p.contains(outer, x) for p in plans))
 
     lead = next((p for p in plans if p.driver is not None), None)
@@ -280,7 +298,7 @@ def _disjunction(plans: list[Plan]) -> Plan:
     if len(plans) == 1:
         return plans[0]
 
-    def contains(outer: FromClause, x: ColumnElement[str]) -> ColumnElement[bool]:
+    def contains(outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:
         return or_(*(p.contains(outer, x) for p in plans))
 
     if any(p.driver is None for p in plans):
@@ -288,14 +306,14 @@ def _disjunction(plans: list[Plan]) -> Plan:
     return Plan(contains, [b for p in plans for b in p.driver or []])
 
 
-def _union(branches: list[Select[str]]) -> Select[str] | CompoundSelect[str]:
+def _union(branches: list[Select[int]]) -> Select[int] | CompoundSelect[int]:
     """UNION ALL of the branches (duplicates are removed once, at the end)."""
     if len(branches) == 1:
         return branches[0]
     return _nest(union_all(*branches))
 
 
-def _nest(compound: Select[str] | CompoundSelect[str]) -> Select[str] | CompoundSelect[str]:
+def _nest(compound: Select[int] | CompoundSelect[int]) -> Select[int] | CompoundSelect[int]:
     """Split a compound SELECT of more than MAX_UNION parts into nested ones."""
     if not isinstance(compound, CompoundSelect) or len(compound.selects) <= MAX_UNION:
         return compound
@@ -336,5 +354,6 @@ def _holds(attribute: Attribute, clause: ColumnElement[bool]) -> Plan:
     if attribute.source == "profile":
         return _profile_plan(guarded)
     if attribute.source == "customer":
-        return _selection_plan(IdSet(select(customers.c.external_userid).where(guarded)))
+        numbers = select(customers.c.cid).where(guarded)
+        return _selection_plan(IdSet(Branch(numbers, numbered=True)))
     return _selection_plan(IdSet(active_relation_ids(guarded)))

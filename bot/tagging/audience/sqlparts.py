@@ -68,15 +68,27 @@ def active_relation_ids(*conditions: ColumnElement[bool]) -> Select[str]:
     return select(relations.c.external_userid).where(relations.c.status == ACTIVE, *conditions)
 
 
-def profile_ids(clause: ColumnElement[bool]) -> Select[str]:
-    """Customers whose profile row meets `clause` (profiles not matched to WeCom skipped)."""
-    return select(profiles.c.external_userid).where(profiles.c.external_userid.is_not(None), clause)
+def profile_numbers(clause: ColumnElement[bool]) -> Select[int]:
+    """Numbers of the customers whose profile row meets `clause` (profiles not matched to
+    WeCom skipped)."""
+    return select(profiles.c.cid).where(profiles.c.cid.is_not(None), clause)
 
 
-def tagged_ids(name: str) -> tuple[Select[str], Select[str]]:
-    """Customers carrying tag `name`: a rule tag, or a live corp tag of that name on an
-    active relation (a tag a manager set by hand in WeCom counts too)."""
-    rule = select(customer_tags.c.external_userid).where(customer_tags.c.tag == name)
+def numbers_of(query: Select[Any]) -> Select[int]:
+    """The customer numbers of a SELECT of external_userids (ids of non-customers, such as
+    a member in a group, drop out). Its own alias of customers, so it never correlates
+    with an outer query over customers."""
+    rows = query.subquery()
+    numbered = customers.alias()
+    joined = rows.join(numbered, numbered.c.external_userid == next(iter(rows.c)))
+    return select(numbered.c.cid).select_from(joined)
+
+
+def tagged_ids(name: str) -> tuple[Select[int], Select[str]]:
+    """Customers carrying tag `name`: a rule tag (as customer numbers), or a live corp tag
+    of that name on an active relation (a tag a manager set by hand in WeCom counts too,
+    as external_userids)."""
+    rule = select(customer_tags.c.cid).where(customer_tags.c.tag == name)
     corp = (
         select(relations.c.external_userid)
         .select_from(

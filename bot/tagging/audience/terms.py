@@ -106,24 +106,29 @@ class ProfileFilter:
 
 @dataclass(frozen=True)
 class Branch:
-    """One SELECT of one column of external_userids. `small` says the set stays small
-    (a few thousand: a group, a manager's book, hand-set corp tags): SQLite then tests
-    membership against the set built once, instead of one index probe per candidate."""
+    """One SELECT of one column of external_userids, or of customer numbers
+    (customers.cid) when `numbered`. The compiler works on numbers and looks up the number
+    of an external_userid itself, so a term only numbers its rows where its table carries
+    cid (customer_tags, customer_profiles, customers); that is where the large sets are.
+    `small` says the set stays small (a few thousand: a group, a manager's book, hand-set
+    corp tags): SQLite then tests membership against the set built once, instead of one
+    index probe per candidate."""
 
-    query: Select[str]
+    query: Select[Any]
     small: bool = False
+    numbered: bool = False
 
 
 @dataclass(frozen=True, init=False)
 class IdSet:
     """Customers given as the union of one or more SELECTs of one column of
-    external_userids (duplicates allowed). Each SELECT should be answerable from an index
-    both ways: enumerated (the compiler may drive a query from it) and probed for one id
-    (the compiler adds `column = <id>` and runs it as a correlated EXISTS)."""
+    external_userids (duplicates allowed), or `Branch`es. Each SELECT should be answerable
+    from an index both ways: enumerated (the compiler may drive a query from it) and probed
+    for one id (the compiler adds `column = <id>` and runs it as a correlated EXISTS)."""
 
     branches: tuple[Branch, ...]
 
-    def __init__(self, *queries: Select[str] | Branch) -> None:
+    def __init__(self, *queries: Select[Any] | Branch) -> None:
         if not queries:
             raise ValueError("IdSet needs at least one query")
         branches = tuple(q if isinstance(q, Branch) else Branch(q) for q in queries)

@@ -160,7 +160,7 @@ def _since(column: ColumnElement[Any], ctx: Context, args: Args) -> ColumnElemen
 def _tag_sql(args: Args, ctx: Context) -> Selection:
     rule, corp = tagged_ids(_text(args))
     # Hand-set corp tags are few next to the rule tags the bot computes.
-    return IdSet(rule, Branch(corp, small=True))
+    return IdSet(Branch(rule, numbered=True), Branch(corp, small=True))
 
 
 def _tag_ref(args: Args, c: RefCustomer, ctx: Context) -> bool:

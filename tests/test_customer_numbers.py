@@ -1,0 +1,232 @@
+"""Customer numbers (customers.cid, and the cid copies in customer_tags and
+customer_profiles) and `customers.reachable`, kept by the database whoever writes the rows;
+and migration 0007 filling them in for a store that existed before it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import Connection, delete, insert, inspect, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from bot.store.db import Database, make_engine, normalise_url
+from bot.store.migrate import alembic_config, upgrade
+from bot.store.models import Base, Customer
+
+NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+CUSTOMERS = Base.metadata.tables["customers"]
+RELATIONS = Base.metadata.tables["follow_relations"]
+TAGS = Base.metadata.tables["customer_tags"]
+PROFILES = Base.metadata.tables["customer_profiles"]
+
+
+def add_customer(conn: Connection, eid: str, *, opted_out: bool = False) -> None:
+    conn.execute(
+        insert(CUSTOMERS).values(
+            external_userid=eid, opted_out=opted_out, created_at=NOW, updated_at=NOW
+        )
+    )
+
+
+def follow(conn: Connection, eid: str, userid: str, status: str = "active") -> None:
+    conn.execute(
+        insert(RELATIONS).values(external_userid=eid, userid=userid, status=status, updated_at=NOW)
+    )
+
+
+def reachable(conn: Connection, eid: str) -> bool:
+    value = conn.execute(
+        select(CUSTOMERS.c.reachable).where(CUSTOMERS.c.external_userid == eid)
+    ).scalar_one()
+    return bool(value)
+
+
+def number(conn: Connection, eid: str) -> int:
+    value = conn.execute(select(CUSTOMERS.c.cid).where(CUSTOMERS.c.external_userid == eid))
+    return int(value.scalar_one())
+
+
+def profile(key: str, eid: str | None) -> dict[str, object]:
+    return {"customer_key": key, "external_userid": eid, "imported_at": NOW, "updated_at": NOW}
+
+
+def test_every_customer_gets_its_own_number_however_it_is_written(db: Database) -> None:
+    with db.engine.begin() as conn:
+        add_customer(conn, "wm1")
+        add_customer(conn, "wm2")
+    with Session(db.engine) as session, session.begin():
+        session.add(Customer(external_userid="wm3", created_at=NOW, updated_at=NOW))
+    with db.engine.begin() as conn:
+        numbers = [number(conn, e) for e in ("wm1", "wm2", "wm3")]
+        add_customer(conn, "wm4")
+        numbers.append(number(conn, "wm4"))
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == 4
+    assert all(n > 0 for n in numbers)
+
+
+def test_reachable_follows_relations_and_opt_out(db: Database) -> None:
+    with db.engine.begin() as conn:
+        add_customer(conn, "wm1")
+        assert not reachable(conn, "wm1")  # nobody follows them yet
+        follow(conn, "wm1", "m1")
+        follow(conn, "wm1", "m2")
+        assert reachable(conn, "wm1")
+        ended = update(RELATIONS).where(RELATIONS.c.external_userid == "wm1")
+        conn.execute(ended.where(RELATIONS.c.userid == "m1").values(status="ended"))
+        assert reachable(conn, "wm1")  # m2 still follows
+        conn.execute(ended.where(RELATIONS.c.userid == "m2").values(status="ended"))
+        assert not reachable(conn, "wm1")
+        conn.execute(ended.where(RELATIONS.c.userid == "m2").values(status="active"))
+        assert reachable(conn, "wm1")
+
+        opt = update(CUSTOMERS).where(CUSTOMERS.c.external_userid == "wm1")
+        conn.execute(opt.values(opted_out=True))
+        assert not reachable(conn, "wm1")
+        follow(conn, "wm1", "m3")  # a new relation does not undo the opt-out
+        assert not reachable(conn, "wm1")
+        conn.execute(opt.values(opted_out=False))
+        assert reachable(conn, "wm1")
+
+        conn.execute(delete(RELATIONS).where(RELATIONS.c.userid != "m1"))
+        assert not reachable(conn, "wm1")  # only the ended relation is left
+
+
+def test_a_relation_moved_to_another_customer_updates_both(db: Database) -> None:
+    with db.engine.begin() as conn:
+        add_customer(conn, "wm1")
+        add_customer(conn, "wm2")
+        follow(conn, "wm1", "m1")
+        conn.execute(update(RELATIONS).values(external_userid="wm2"))
+        assert (reachable(conn, "wm1"), reachable(conn, "wm2")) == (False, True)
+
+
+def test_tags_and_profiles_carry_their_customers_number(db: Database) -> None:
+    with db.engine.begin() as conn:
+        add_customer(conn, "wm1")
+        add_customer(conn, "wm2")
+        tag = {"family": "asset", "rule": "tier", "reason": "r", "since": NOW}
+        conn.execute(
+            insert(TAGS), [{"external_userid": e, "tag": "T", **tag} for e in ("wm1", "wm2")]
+        )
+        conn.execute(insert(PROFILES), [profile("K1", "wm2"), profile("K2", None)])
+        tagged = dict(conn.execute(select(TAGS.c.external_userid, TAGS.c.cid)).all())
+        assert tagged == {"wm1": number(conn, "wm1"), "wm2": number(conn, "wm2")}
+
+        def profile_number(key: str) -> int | None:
+            query = select(PROFILES.c.cid).where(PROFILES.c.customer_key == key)
+            value = conn.execute(query).scalar_one()
+            return None if value is None else int(value)
+
+        assert profile_number("K1") == number(conn, "wm2")
+        assert profile_number("K2") is None  # not matched to a WeCom customer
+        matched = update(PROFILES).where(PROFILES.c.customer_key == "K2")
+        conn.execute(matched.values(external_userid="wm1"))
+        assert profile_number("K2") == number(conn, "wm1")
+        conn.execute(matched.values(external_userid=None))
+        assert profile_number("K2") is None
+
+
+# -- the migration, on a store written before it ------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    base = os.environ.get("BOT_TEST_POSTGRES_URL")
+    if not base:
+        pytest.fail("BOT_TEST_POSTGRES_URL is not set: run the suite through scripts/test")
+    admin = make_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"bot_migrate_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(normalise_url(base)).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migration_numbers_existing_customers_and_finds_who_is_reachable(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0006")
+        old = "INSERT INTO customers (external_userid, opted_out, created_at, updated_at)"
+        when = "'2026-11-23 01:00:00'"
+        with engine.begin() as conn:
+            for eid, opted in (("wm1", False), ("wm2", False), ("wm3", True), ("wm4", False)):
+                conn.execute(text(f"{old} VALUES (:e, :o, {when}, {when})"), {"e": eid, "o": opted})
+            for eid, status in (("wm1", "active"), ("wm2", "ended"), ("wm3", "active")):
+                conn.execute(
+                    text(
+                        "INSERT INTO follow_relations (external_userid, userid, status,"
+                        f" updated_at) VALUES (:e, 'm1', :s, {when})"
+                    ),
+                    {"e": eid, "s": status},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO customer_tags (external_userid, tag, family, rule, reason,"
+                    f" since) VALUES ('wm2', 'T', 'f', 'r', 'why', {when})"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO customer_profiles (customer_key, external_userid, imported_at,"
+                    f" updated_at) VALUES ('K1', 'wm4', {when}, {when}),"
+                    f" ('K2', NULL, {when}, {when})"
+                )
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            numbers = {e: number(conn, e) for e in ("wm1", "wm2", "wm3", "wm4")}
+            assert len(set(numbers.values())) == 4
+            assert {e: reachable(conn, e) for e in numbers} == {
+                "wm1": True,
+                "wm2": False,  # its only relation ended
+                "wm3": False,  # opted out
+                "wm4": False,  # never followed
+            }
+            assert conn.execute(select(TAGS.c.cid)).scalar_one() == numbers["wm2"]
+            profiles = dict(conn.execute(select(PROFILES.c.customer_key, PROFILES.c.cid)).all())
+            assert profiles == {"K1": numbers["wm4"], "K2": None}
+            # New customers continue after the numbers the migration gave out.
+            add_customer(conn, "wm5")
+            assert number(conn, "wm5") > max(numbers.values())
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_goes_back_down_and_up_again(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine)
+        command.downgrade(alembic_config(engine), "0006")
+        columns = {c["name"] for c in inspect(engine).get_columns("customers")}
+        assert not columns & {"cid", "reachable"}
+        with engine.begin() as conn:
+            # No trigger is left behind to refer to the dropped columns.
+            conn.execute(
+                text(
+                    "INSERT INTO customers (external_userid, opted_out, created_at, updated_at)"
+                    " VALUES ('wm0', false, '2026-11-23 01:00:00', '2026-11-23 01:00:00')"
+                )
+            )
+            conn.execute(text("DELETE FROM customers"))
+        upgrade(engine)
+        with engine.begin() as conn:
+            add_customer(conn, "wm1")
+            follow(conn, "wm1", "m1")
+            assert reachable(conn, "wm1")
+    finally:
+        engine.dispose()
