@@ -46,7 +46,7 @@ from bot.tagging.audience.service import run_query
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = ROOT / "bench" / "out" / "audience.db"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:54329/bot_bench"
-DATASET_VERSION = "audience-v2"
+DATASET_VERSION = "audience-v3"
 SEED = 20261123
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 MANAGERS = [f"m{i:04d}" for i in range(1, 401)]
@@ -167,6 +167,7 @@ TABLES: dict[str, list[str]] = {
     "follow_relations": [
         "id",
         "external_userid",
+        "cid",
         "userid",
         "state",
         "added_at",
@@ -244,7 +245,7 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
             status = "ended" if rnd.random() < 0.03 else "active"
             followed = followed or status == "active"
             rows["follow_relations"].append(
-                (relation_id, eid, manager, state, fmt.dt(added), status, now)
+                (relation_id, eid, cid, manager, state, fmt.dt(added), status, now)
             )
             if state and k == 0:
                 tags.append((CHANNELS[state], "channel"))

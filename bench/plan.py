@@ -72,7 +72,7 @@ OUT = ROOT / "bench" / "out"
 SECTION = "## Planning a day (bench/plan.py)"
 DEFAULT_SQLITE = OUT / "plan.db"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:54329/bot_bench_plan"
-DATASET_VERSION = "plan-v2"
+DATASET_VERSION = "plan-v3"
 SEED = 20261123
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 23)  # a Monday, and a workday
@@ -165,6 +165,7 @@ TABLES: dict[str, list[str]] = {
     "follow_relations": [
         "id",
         "external_userid",
+        "cid",
         "userid",
         "state",
         "added_at",
@@ -231,7 +232,7 @@ def customer_rows(n: int, fmt: Format) -> Iterator[Rows]:
         for userid, at in managers:
             relation_id += 1
             rows["follow_relations"].append(
-                (relation_id, eid, userid, None, fmt.dt(at), "active", now)
+                (relation_id, eid, cid, userid, None, fmt.dt(at), "active", now)
             )
         tags = [(PAYROLL, "payroll")]
         if rnd.random() < 0.15:

@@ -105,12 +105,18 @@ def test_a_relation_moved_to_another_customer_updates_both(db: Database) -> None
         follow(conn, "wm1", "m1")
         conn.execute(update(RELATIONS).values(external_userid="wm2"))
         assert (reachable(conn, "wm1"), reachable(conn, "wm2")) == (False, True)
+        moved = conn.execute(select(RELATIONS.c.cid)).scalar_one()
+        assert moved == number(conn, "wm2")
 
 
-def test_tags_and_profiles_carry_their_customers_number(db: Database) -> None:
+def test_relations_tags_and_profiles_carry_their_customers_number(db: Database) -> None:
     with db.engine.begin() as conn:
         add_customer(conn, "wm1")
         add_customer(conn, "wm2")
+        follow(conn, "wm1", "m1")
+        follow(conn, "wm2", "m1")
+        followed = dict(conn.execute(select(RELATIONS.c.external_userid, RELATIONS.c.cid)).all())
+        assert followed == {"wm1": number(conn, "wm1"), "wm2": number(conn, "wm2")}
         tag = {"family": "asset", "rule": "tier", "reason": "r", "since": NOW}
         conn.execute(
             insert(TAGS), [{"external_userid": e, "tag": "T", **tag} for e in ("wm1", "wm2")]
@@ -198,6 +204,8 @@ def test_migration_numbers_existing_customers_and_finds_who_is_reachable(empty_u
                 "wm4": False,  # never followed
             }
             assert conn.execute(select(TAGS.c.cid)).scalar_one() == numbers["wm2"]
+            followed = conn.execute(select(RELATIONS.c.external_userid, RELATIONS.c.cid)).all()
+            assert sorted(followed) == [(e, numbers[e]) for e in ("wm1", "wm2", "wm3")]
             profiles = dict(conn.execute(select(PROFILES.c.customer_key, PROFILES.c.cid)).all())
             assert profiles == {"K1": numbers["wm4"], "K2": None}
             # New customers continue after the numbers the migration gave out.

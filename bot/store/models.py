@@ -116,14 +116,18 @@ class FollowRelation(Base):
     __tablename__ = "follow_relations"
     __table_args__ = (
         UniqueConstraint("external_userid", "userid"),
-        # Covers "does anyone actively follow this customer?" (every audience query).
+        # Covers "does anyone actively follow this customer?" (reachability, planning).
         Index("ix_follow_relations_customer_status", "external_userid", "status"),
+        # The same by customer number, for audience terms on relations.
+        Index("ix_follow_relations_cid_status", "cid", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     external_userid: Mapped[str] = mapped_column(
         ForeignKey("customers.external_userid", ondelete="CASCADE"), index=True
     )
+    # customers.cid of external_userid, kept by a trigger (migration 0007).
+    cid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
     userid: Mapped[str] = mapped_column(String(64), index=True)
     remark: Mapped[str | None] = mapped_column(String(128))
     description: Mapped[str | None] = mapped_column(Text)
@@ -307,7 +311,7 @@ class CustomerProfile(Base):
     customer_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     external_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
     # customers.cid of external_userid, kept by a trigger (migration 0007).
-    cid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
+    cid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue(), unique=True)
     match_method: Mapped[str | None] = mapped_column(String(16))
     aum: Mapped[float | None] = mapped_column(Numeric(18, 2, asdecimal=False), index=True)
     asset_tier: Mapped[str | None] = mapped_column(String(16), index=True)

@@ -62,7 +62,7 @@ from bot.tagging.audience.nodes import (
 )
 from bot.tagging.audience.sqlparts import (
     ACTIVE,
-    active_relation_ids,
+    active_relation_numbers,
     by_dialect,
     customers,
     not_null_and,
@@ -356,4 +356,4 @@ def _holds(attribute: Attribute, clause: ColumnElement[bool]) -> Plan:
     if attribute.source == "customer":
         numbers = select(customers.c.cid).where(guarded)
         return _selection_plan(IdSet(Branch(numbers, numbered=True)))
-    return _selection_plan(IdSet(active_relation_ids(guarded)))
+    return _selection_plan(IdSet(Branch(active_relation_numbers(guarded), numbered=True)))

@@ -63,9 +63,9 @@ def value_param(value: str | int | float | bool) -> ColumnElement[Any]:
     return bindparam(None, value, type_=type_)
 
 
-def active_relation_ids(*conditions: ColumnElement[bool]) -> Select[str]:
-    """Customers with an active follow relation meeting `conditions`."""
-    return select(relations.c.external_userid).where(relations.c.status == ACTIVE, *conditions)
+def active_relation_numbers(*conditions: ColumnElement[bool]) -> Select[int]:
+    """Numbers of the customers with an active follow relation meeting `conditions`."""
+    return select(relations.c.cid).where(relations.c.status == ACTIVE, *conditions)
 
 
 def profile_numbers(clause: ColumnElement[bool]) -> Select[int]:
@@ -77,20 +77,21 @@ def profile_numbers(clause: ColumnElement[bool]) -> Select[int]:
 def numbers_of(query: Select[Any]) -> Select[int]:
     """The customer numbers of a SELECT of external_userids (ids of non-customers, such as
     a member in a group, drop out). Its own alias of customers, so it never correlates
-    with an outer query over customers."""
-    rows = query.subquery()
+    with an outer query over customers.
+
+    Written as IN rather than a join: both engines then run `query` as written (once, or
+    as a hashed set) and look each id up in customers' primary key; as a join, SQLite
+    flattened it and drove a corp-tag lookup from every follow relation."""
     numbered = customers.alias()
-    joined = rows.join(numbered, numbered.c.external_userid == next(iter(rows.c)))
-    return select(numbered.c.cid).select_from(joined)
+    return select(numbered.c.cid).where(numbered.c.external_userid.in_(query))
 
 
-def tagged_ids(name: str) -> tuple[Select[int], Select[str]]:
-    """Customers carrying tag `name`: a rule tag (as customer numbers), or a live corp tag
-    of that name on an active relation (a tag a manager set by hand in WeCom counts too,
-    as external_userids)."""
+def tagged_numbers(name: str) -> tuple[Select[int], Select[int]]:
+    """Numbers of the customers carrying tag `name`: a rule tag, or a live corp tag of that
+    name on an active relation (a tag a manager set by hand in WeCom counts too)."""
     rule = select(customer_tags.c.cid).where(customer_tags.c.tag == name)
     corp = (
-        select(relations.c.external_userid)
+        select(relations.c.cid)
         .select_from(
             follow_tags.join(relations, relations.c.id == follow_tags.c.follow_id).join(
                 corp_tags, corp_tags.c.tag_id == follow_tags.c.tag_id

@@ -33,7 +33,7 @@ from sqlalchemy import ColumnElement, bindparam, select
 
 from bot.tagging.audience.nodes import Value
 from bot.tagging.audience.sqlparts import (
-    active_relation_ids,
+    active_relation_numbers,
     customers,
     group_members,
     group_segments,
@@ -41,7 +41,7 @@ from bot.tagging.audience.sqlparts import (
     not_null_and,
     profiles,
     relations,
-    tagged_ids,
+    tagged_numbers,
     value_param,
 )
 from bot.tagging.audience.terms import (
@@ -158,9 +158,9 @@ def _since(column: ColumnElement[Any], ctx: Context, args: Args) -> ColumnElemen
 
 
 def _tag_sql(args: Args, ctx: Context) -> Selection:
-    rule, corp = tagged_ids(_text(args))
+    rule, corp = tagged_numbers(_text(args))
     # Hand-set corp tags are few next to the rule tags the bot computes.
-    return IdSet(Branch(rule, numbered=True), Branch(corp, small=True))
+    return IdSet(Branch(rule, numbered=True), Branch(corp, small=True, numbered=True))
 
 
 def _tag_ref(args: Args, c: RefCustomer, ctx: Context) -> bool:
@@ -211,7 +211,8 @@ def _in_segment_ref(args: Args, c: RefCustomer, ctx: Context) -> bool:
 
 
 def _joined_within_sql(args: Args, ctx: Context) -> Selection:
-    return IdSet(active_relation_ids(_since(relations.c.added_at, ctx, args)))
+    relation_numbers = active_relation_numbers(_since(relations.c.added_at, ctx, args))
+    return IdSet(Branch(relation_numbers, numbered=True))
 
 
 def _joined_within_ref(args: Args, c: RefCustomer, ctx: Context) -> bool:

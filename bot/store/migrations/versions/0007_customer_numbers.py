@@ -7,8 +7,8 @@ Create Date: 2026-11-23 08:00:00.000000
 Audience queries work on a million customers at a time. On text external_userids their
 indexes are five times the size and every comparison is a string compare; on an integer
 they fit in memory and compare in one instruction. So each customer gets `cid`, and the
-two tables audiences are drawn from (customer_tags, customer_profiles) carry it next to
-their external_userid. `customers.reachable` (an active follow relation, and not opted
+tables audiences are drawn from (customer_tags, customer_profiles, follow_relations) carry
+it next to their external_userid. `customers.reachable` (an active follow relation, and not opted
 out) replaces a probe of follow_relations per audience member by a lookup in the few
 unreachable customers.
 
@@ -69,6 +69,20 @@ SQLITE_TRIGGERS = [
         UPDATE customer_tags
         SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
         WHERE external_userid = NEW.external_userid AND tag = NEW.tag;
+    END""",
+    """CREATE TRIGGER follow_relations_number_insert AFTER INSERT ON follow_relations
+    WHEN NEW.cid IS NULL
+    BEGIN
+        UPDATE follow_relations
+        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
+        WHERE id = NEW.id;
+    END""",
+    """CREATE TRIGGER follow_relations_number_update
+    AFTER UPDATE OF external_userid ON follow_relations
+    BEGIN
+        UPDATE follow_relations
+        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
+        WHERE id = NEW.id;
     END""",
     """CREATE TRIGGER customer_profiles_number_insert AFTER INSERT ON customer_profiles
     WHEN NEW.external_userid IS NOT NULL
@@ -137,6 +151,9 @@ POSTGRESQL_TRIGGERS = [
     """CREATE TRIGGER customer_profiles_number
     BEFORE INSERT OR UPDATE OF external_userid ON customer_profiles
     FOR EACH ROW EXECUTE FUNCTION bot_customer_number()""",
+    """CREATE TRIGGER follow_relations_number
+    BEFORE INSERT OR UPDATE OF external_userid ON follow_relations
+    FOR EACH ROW EXECUTE FUNCTION bot_customer_number()""",
 ]
 
 
@@ -169,11 +186,17 @@ def upgrade() -> None:
     op.drop_index("ix_customer_tags_tag_customer", table_name="customer_tags")
     op.create_index("ix_customer_tags_tag_cid", "customer_tags", ["tag", "cid"])
 
+    op.add_column("follow_relations", sa.Column("cid", sa.BigInteger(), nullable=True))
+    op.execute(f"UPDATE follow_relations SET cid = {number_of.format(table='follow_relations')}")
+    op.create_index("ix_follow_relations_cid_status", "follow_relations", ["cid", "status"])
+
     op.add_column("customer_profiles", sa.Column("cid", sa.BigInteger(), nullable=True))
     op.execute(
         f"UPDATE customer_profiles SET cid = {number_of.format(table='customer_profiles')}"
         " WHERE external_userid IS NOT NULL"
     )
+    # Probed once per candidate by every condition on the profile ("and aum >= …").
+    op.create_index("uq_customer_profiles_cid", "customer_profiles", ["cid"], unique=True)
     op.drop_index("ix_customer_profiles_lifecycle_aum", table_name="customer_profiles")
     op.create_index(
         "ix_customer_profiles_lifecycle_aum", "customer_profiles", ["lifecycle", "aum", "cid"]
@@ -191,6 +214,7 @@ def downgrade() -> None:
             ("follow_relations_reach", "follow_relations"),
             ("customer_tags_number", "customer_tags"),
             ("customer_profiles_number", "customer_profiles"),
+            ("follow_relations_number", "follow_relations"),
         ]:
             op.execute(f"DROP TRIGGER {trigger} ON {table}")
         for function in [
@@ -210,7 +234,11 @@ def downgrade() -> None:
         "customer_profiles",
         ["lifecycle", "aum", "external_userid"],
     )
+    op.drop_index("uq_customer_profiles_cid", table_name="customer_profiles")
     with op.batch_alter_table("customer_profiles") as batch:
+        batch.drop_column("cid")
+    op.drop_index("ix_follow_relations_cid_status", table_name="follow_relations")
+    with op.batch_alter_table("follow_relations") as batch:
         batch.drop_column("cid")
     op.drop_index("ix_customer_tags_tag_cid", table_name="customer_tags")
     op.create_index("ix_customer_tags_tag_customer", "customer_tags", ["tag", "external_userid"])
