@@ -48,7 +48,7 @@ from bot.store.models import (
     SlotRun,
     SlotTarget,
 )
-from bot.tagging.audience.service import ids_query, opted_out_query, run_query
+from bot.tagging.audience.service import ids_query, numbers_query, opted_out_query, run_query
 from bot.tagging.bulk import insert_rows, update_rows
 from bot.templates import RenderError
 
@@ -204,10 +204,9 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
     1:1 task to the member who last dealt with the customer; the latest add is the best
     local guess, and the task names that sender)."""
     source = occ.audience or "true"
-    audience = ids_query(source, now=occ.fire_at).subquery()
+    audience = numbers_query(source, now=occ.fire_at).subquery()
     pairs = select(FollowRelation.external_userid, FollowRelation.userid).where(
-        FollowRelation.status == "active",
-        FollowRelation.external_userid.in_(select(audience.c.external_userid)),
+        FollowRelation.status == "active", FollowRelation.cid.in_(select(audience.c.cid))
     )
     opted = select(opted_out_query(source, now=occ.fire_at).subquery().c.external_userid)
 

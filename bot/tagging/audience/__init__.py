@@ -27,12 +27,14 @@ from bot.tagging.audience.service import (
     count,
     ids,
     ids_query,
+    numbers_query,
     parse,
     per_manager,
     sample,
 )
 from bot.tagging.audience.terms import (
     Attribute,
+    Branch,
     Context,
     Function,
     IdSet,
@@ -44,6 +46,7 @@ from bot.tagging.audience.vocabulary import register_attribute, register_functio
 
 __all__ = [
     "Attribute",
+    "Branch",
     "Context",
     "Expr",
     "Expression",
@@ -58,6 +61,7 @@ __all__ = [
     "evaluate",
     "ids",
     "ids_query",
+    "numbers_query",
     "parse",
     "per_manager",
     "register_attribute",

@@ -37,6 +37,7 @@ from sqlalchemy import (
     and_,
     false,
     func,
+    literal_column,
     not_,
     or_,
     select,
@@ -128,9 +129,15 @@ def audience_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
     """SELECT external_userid of every customer in the audience of `tree` (checked)."""
     numbers = audience_numbers(tree, ctx, source=source).subquery("a")
     named = customers.alias("ids")
-    return select(named.c.external_userid).select_from(
-        numbers.join(named, named.c.cid == numbers.c.cid)
+    # One index lookup per member, as a scalar subquery: as a join, PostgreSQL hashed the
+    # audience and read all of customers to probe it (0.6 s for 87,000 of a million).
+    external_userid = (
+        select(named.c.external_userid)
+        .where(named.c.cid == numbers.c.cid)
+        .correlate(numbers)
+        .scalar_subquery()
     )
+    return select(external_userid.label("external_userid")).select_from(numbers)
 
 
 def audience_count(tree: Expr, ctx: Context, *, source: str = "") -> Select[int]:
@@ -246,8 +253,12 @@ def _absent(branch: Branch, outer: FromClause, x: ColumnElement[int]) -> ColumnE
 
 
 def _non_null(query: Select[int]) -> Select[int]:
-    # A NULL in the set would make NOT IN unknown for every id.
-    return query.where(query.selected_columns[0].is_not(None))
+    # A NULL in the set would make NOT IN unknown for every id. Written `cid + 0 IS NOT
+    # NULL` so SQLite cannot take it for an index range: as `cid IS NOT NULL` it drove a
+    # hand-set tag's set from every follow relation (cid > NULL on the cid index) instead
+    # of from the tag's name.
+    column = query.selected_columns[0]
+    return query.where((column + literal_column("0")).is_not(None))
 
 
 def _probe(branch: Select[int], outer: FromClause, x: ColumnElement[int]) -> ColumnElement[bool]:

@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 from bot.privacy import hash_id, mask_name
 from bot.store.db import Database
 from bot.tagging.audience.check import check
-from bot.tagging.audience.compiler import audience_count, audience_ids, opted_out_ids
+from bot.tagging.audience.compiler import (
+    audience_count,
+    audience_ids,
+    audience_numbers,
+    opted_out_ids,
+)
 from bot.tagging.audience.nodes import Expr
 from bot.tagging.audience.parser import parse_syntax
 from bot.tagging.audience.sqlparts import ACTIVE, customers, profiles, relations
@@ -82,6 +87,13 @@ def ids_query(expr: str | Expression, *, now: datetime | None = None) -> Select[
     return audience_ids(parsed.tree, Context(now), source=parsed.source)
 
 
+def numbers_query(expr: str | Expression, *, now: datetime | None = None) -> Select[int]:
+    """The audience as a SELECT of customer numbers (customers.cid, column `cid`): cheaper
+    to join on than external_userids where the other side carries numbers too."""
+    parsed = _expression(expr)
+    return audience_numbers(parsed.tree, Context(now), source=parsed.source)
+
+
 def opted_out_query(expr: str | Expression, *, now: datetime | None = None) -> Select[str]:
     """The followed customers the expression selects but who opted out (never reached)."""
     parsed = _expression(expr)
@@ -107,14 +119,11 @@ def per_manager(
     """Audience members per member (manager) who follows them, largest first. A customer
     followed by two managers counts for both, so the values can add up to more than
     `count`."""
-    audience = ids_query(expr, now=now).subquery()
+    audience = numbers_query(expr, now=now).subquery()
     n = func.count().label("n")
     query = (
         select(relations.c.userid, n)
-        .where(
-            relations.c.status == ACTIVE,
-            relations.c.external_userid.in_(select(audience.c.external_userid)),
-        )
+        .where(relations.c.status == ACTIVE, relations.c.cid.in_(select(audience.c.cid)))
         .group_by(relations.c.userid)
         .order_by(n.desc(), relations.c.userid)
     )

@@ -20,7 +20,9 @@ with `activities` filled in the reference data (RefCustomer already has the key)
 the parser, the checker, the compiler or the CLI changes; tests/tagging/
 test_audience_extension.py does exactly this. Wrap a query in `Branch(query, small=True)`
 when its set stays small (one activity's entrants), so SQLite tests membership against the
-set built once instead of probing the index per candidate.
+set built once instead of probing the index per candidate. A query of external_userids is
+numbered by the compiler; a table that carries `cid` can select it directly with
+`Branch(query, numbered=True)`, which saves that lookup on large sets.
 """
 
 from __future__ import annotations
