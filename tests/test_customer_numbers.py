@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot.store.db import Database, make_engine, normalise_url
 from bot.store.migrate import alembic_config, upgrade
 from bot.store.models import Base, Customer
+from bot.tagging import audience
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 CUSTOMERS = Base.metadata.tables["customers"]
@@ -238,3 +239,21 @@ def test_the_migration_goes_back_down_and_up_again(empty_url: str) -> None:
             assert reachable(conn, "wm1")
     finally:
         engine.dispose()
+
+
+def test_an_audience_lists_each_customer_once_whatever_matches_them(db: Database) -> None:
+    """Callers join on the audience's numbers, so a customer matched by two branches (a
+    rule tag and a corp tag of that name, and a profile condition) must come out once."""
+    with db.engine.begin() as conn:
+        for eid in ("wm1", "wm2"):
+            add_customer(conn, eid)
+            follow(conn, eid, "m1")
+            follow(conn, eid, "m2")
+        tag = {"tag": "T", "family": "f", "rule": "r", "reason": "why", "since": NOW}
+        conn.execute(insert(TAGS), [{"external_userid": "wm1", **tag}])
+        conn.execute(insert(PROFILES), [{**profile("K1", "wm1"), "aum": 1000}])
+    expression = 'tag("T") or aum >= 500 or manager == "m1"'
+    numbers = audience.numbers_query(expression)
+    found = db.call(lambda s: list(s.execute(numbers).scalars()))
+    assert len(found) == len(set(found)) == 2
+    assert audience.per_manager(db, expression) == {"m1": 2, "m2": 2}

@@ -204,9 +204,13 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
     1:1 task to the member who last dealt with the customer; the latest add is the best
     local guess, and the task names that sender)."""
     source = occ.audience or "true"
+    # A join, not IN: the audience holds each number once, and PostgreSQL estimated an
+    # IN over it at 200 rows and probed the relations a million times (11 s against 5 s).
     audience = numbers_query(source, now=occ.fire_at).subquery()
-    pairs = select(FollowRelation.external_userid, FollowRelation.userid).where(
-        FollowRelation.status == "active", FollowRelation.cid.in_(select(audience.c.cid))
+    pairs = (
+        select(FollowRelation.external_userid, FollowRelation.userid)
+        .join(audience, audience.c.cid == FollowRelation.cid)
+        .where(FollowRelation.status == "active")
     )
     opted = select(opted_out_query(source, now=occ.fire_at).subquery().c.external_userid)
 

@@ -102,7 +102,8 @@ class Plan:
 
 
 def audience_numbers(tree: Expr, ctx: Context, *, source: str = "") -> Select[int]:
-    """SELECT cid of every customer in the audience of `tree` (checked)."""
+    """SELECT cid of every customer in the audience of `tree` (checked), each once: callers
+    may join on it."""
     _require_now(tree, ctx, source)
     plan = _plan(tree, ctx)
     rows: FromClause

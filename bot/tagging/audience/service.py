@@ -121,9 +121,11 @@ def per_manager(
     `count`."""
     audience = numbers_query(expr, now=now).subquery()
     n = func.count().label("n")
+    # A join, not IN: the audience holds each number once (see audience_numbers).
     query = (
         select(relations.c.userid, n)
-        .where(relations.c.status == ACTIVE, relations.c.cid.in_(select(audience.c.cid)))
+        .join(audience, audience.c.cid == relations.c.cid)
+        .where(relations.c.status == ACTIVE)
         .group_by(relations.c.userid)
         .order_by(n.desc(), relations.c.userid)
     )
