@@ -161,3 +161,28 @@ def _contains_postgresql(element: json_list_contains, compiler: SQLCompiler, **k
         f"(CAST({compiler.process(column, **kw)} AS JSONB) "
         f"@> jsonb_build_array(CAST({compiler.process(value, **kw)} AS TEXT)))"
     )
+
+
+class among(FunctionElement[bool]):
+    """`among(column, query)`: column is one of the values `query` selects. PostgreSQL gets
+    `column = ANY(ARRAY(query))`, which builds the set once and walks the index on
+    `column` key by key (as IN or a join it hashed the set and read all of customers: 0.95
+    s against 0.75 s for an 83,000-member audience's ids); elsewhere `column IN (query)`.
+    Pass the query as `.scalar_subquery()`."""
+
+    type = Boolean()
+    name = "among"
+    inherit_cache = True
+
+
+@compiles(among)
+def _among_default(element: among, compiler: SQLCompiler, **kw: Any) -> str:
+    # The query arrives as a scalar subquery, which renders in its own parentheses.
+    column, query = list(element.clauses)
+    return f"{compiler.process(column, **kw)} IN {compiler.process(query, **kw)}"
+
+
+@compiles(among, "postgresql")
+def _among_postgresql(element: among, compiler: SQLCompiler, **kw: Any) -> str:
+    column, query = list(element.clauses)
+    return f"{compiler.process(column, **kw)} = ANY(ARRAY{compiler.process(query, **kw)})"
