@@ -362,7 +362,7 @@ def _window_members(
     if plan.target_kind == caps.CUSTOMER:
         if not audience:
             return set()
-        query = ids_query(audience, now=plan.at)
+        query = ids_query(audience, now=plan.at, postgres=db.is_postgres)
         return set(run_query(db, lambda s: list(s.execute(query).scalars())))
     if not segments:
         return set()

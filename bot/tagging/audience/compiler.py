@@ -127,12 +127,29 @@ def audience_numbers(tree: Expr, ctx: Context, *, source: str = "") -> Select[in
     return labelled.where(reachable(rows, column))
 
 
-def audience_ids(tree: Expr, ctx: Context, *, source: str = "") -> Select[str]:
-    """SELECT external_userid of every customer in the audience of `tree` (checked)."""
+def audience_ids(
+    tree: Expr, ctx: Context, *, source: str = "", postgres: bool = False
+) -> Select[str]:
+    """SELECT external_userid of every customer in the audience of `tree` (checked).
+
+    Each number is looked up in customers' index, never by reading all customers; the
+    engines differ in which form does that. PostgreSQL (`postgres`) gets
+    `cid = ANY(ARRAY(…))` (see `among`): as a join or a per-row lookup it hashed the
+    audience against a scan of customers, 0.95–1.2 s for an 83,000-member audience
+    against 0.65. SQLite gets a lookup per member in the select list: it planned `among`'s
+    IN as a scan of customers (0.96 s against 0.57)."""
     numbers = audience_numbers(tree, ctx, source=source)
     named = customers.alias("ids")
-    # Looked up by number in customers' index (see `among`), never by reading them all.
-    return select(named.c.external_userid).where(among(named.c.cid, numbers.scalar_subquery()))
+    if postgres:
+        return select(named.c.external_userid).where(among(named.c.cid, numbers.scalar_subquery()))
+    members = numbers.subquery("a")
+    external_userid = (
+        select(named.c.external_userid)
+        .where(named.c.cid == members.c.cid)
+        .correlate(members)
+        .scalar_subquery()
+    )
+    return select(external_userid.label("external_userid")).select_from(members)
 
 
 def audience_count(tree: Expr, ctx: Context, *, source: str = "") -> Select[int]:

@@ -81,10 +81,13 @@ def run_query(db: Database, fn: Callable[[Session], T]) -> T:
     return db.call(run)
 
 
-def ids_query(expr: str | Expression, *, now: datetime | None = None) -> Select[str]:
-    """The audience as a SELECT of external_userid, for embedding in other queries."""
+def ids_query(
+    expr: str | Expression, *, now: datetime | None = None, postgres: bool = False
+) -> Select[str]:
+    """The audience as a SELECT of external_userid, for embedding in other queries; in the
+    form that runs best on PostgreSQL when `postgres` (it runs on either engine)."""
     parsed = _expression(expr)
-    return audience_ids(parsed.tree, Context(now), source=parsed.source)
+    return audience_ids(parsed.tree, Context(now), source=parsed.source, postgres=postgres)
 
 
 def numbers_query(expr: str | Expression, *, now: datetime | None = None) -> Select[int]:
@@ -109,7 +112,7 @@ def count(db: Database, expr: str | Expression, *, now: datetime | None = None) 
 
 def ids(db: Database, expr: str | Expression, *, now: datetime | None = None) -> list[str]:
     """The audience's external_userids, in no particular order."""
-    query = ids_query(expr, now=now)
+    query = ids_query(expr, now=now, postgres=db.is_postgres)
     return run_query(db, lambda s: list(s.execute(query).scalars()))
 
 
@@ -139,7 +142,7 @@ def sample(
     sorting a large audience to show ten rows would cost more than counting it)."""
     if n <= 0:
         return []
-    chosen = ids_query(expr, now=now).limit(n).subquery()
+    chosen = ids_query(expr, now=now, postgres=db.is_postgres).limit(n).subquery()
 
     def run(session: Session) -> list[SampleRow]:
         rows = session.execute(
