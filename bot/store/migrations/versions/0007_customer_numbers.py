@@ -102,7 +102,8 @@ SQLITE_TRIGGERS = [
 
 POSTGRESQL_FUNCTIONS = [
     # The customer number of the row's external_userid (NULL for an unmatched profile).
-    """CREATE FUNCTION bot_customer_number() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION bot_customer_number() RETURNS trigger LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan AS $$
     BEGIN
         IF NEW.external_userid IS NULL THEN
             NEW.cid := NULL;
@@ -114,14 +115,16 @@ POSTGRESQL_FUNCTIONS = [
     # Lock the customer row first: under READ COMMITTED the recomputation that follows
     # then sees a concurrent transaction's relation change once that one has committed, so
     # two managers ending their relations at once cannot both leave the customer reachable.
-    f"""CREATE FUNCTION bot_refresh_reach(customer text) RETURNS void LANGUAGE plpgsql AS $$
+    f"""CREATE FUNCTION bot_refresh_reach(customer text) RETURNS void LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan AS $$
     BEGIN
         PERFORM 1 FROM customers WHERE external_userid = customer FOR UPDATE;
         UPDATE customers SET reachable = {_REACH_POSTGRESQL}
         WHERE customers.external_userid = customer
           AND customers.reachable IS DISTINCT FROM {_REACH_POSTGRESQL};
     END $$""",
-    """CREATE FUNCTION bot_relation_reach() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION bot_relation_reach() RETURNS trigger LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan AS $$
     BEGIN
         IF TG_OP <> 'DELETE' THEN
             PERFORM bot_refresh_reach(NEW.external_userid);
@@ -132,7 +135,8 @@ POSTGRESQL_FUNCTIONS = [
         END IF;
         RETURN NULL;
     END $$""",
-    """CREATE FUNCTION bot_opt_out_reach() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION bot_opt_out_reach() RETURNS trigger LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan AS $$
     BEGIN
         NEW.reachable := NOT NEW.opted_out AND EXISTS (
             SELECT 1 FROM follow_relations f
