@@ -129,22 +129,17 @@ SEGMENTS = ["银发群", "代发群", "理财沙龙"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂"
 
+# Customers as both generators write them (numbers and reachability included: the loader
+# bypasses the triggers that would set them).
+CUSTOMER_COLUMNS = ["external_userid", "cid", "name", "type", "opted_out", "reachable"]
+CUSTOMER_COLUMNS += ["created_at", "updated_at"]
 TABLES: dict[str, list[str]] = {
     "members": ["userid", "name", "follow_enabled", "updated_at"],
     "tag_groups": ["group_id", "name", "order", "deleted", "updated_at"],
     "corp_tags": ["tag_id", "group_id", "name", "order", "deleted", "updated_at"],
     "groups": ["chat_id", "name", "owner", "status", "updated_at"],
     "group_segments": ["chat_id", "segment", "source", "reason", "since"],
-    "customers": [
-        "external_userid",
-        "cid",
-        "name",
-        "type",
-        "opted_out",
-        "reachable",
-        "created_at",
-        "updated_at",
-    ],
+    "customers": CUSTOMER_COLUMNS,
     "customer_profiles": [
         "customer_key",
         "external_userid",

@@ -56,7 +56,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.audience import POSTGRES_FORMAT, SQLITE_FORMAT, Format, migrate, open_database
+from bench.audience import (
+    CUSTOMER_COLUMNS,
+    POSTGRES_FORMAT,
+    SQLITE_FORMAT,
+    Format,
+    migrate,
+    open_database,
+)
 from bench.docs_page import DOCS, write_section
 from bench.loading import Rows, load_rows
 from bot.calendar.content import ContentLibrary
@@ -152,16 +159,7 @@ TABLES: dict[str, list[str]] = {
     "members": ["userid", "name", "follow_enabled", "updated_at"],
     "groups": ["chat_id", "name", "owner", "status", "updated_at"],
     "group_segments": ["chat_id", "segment", "source", "reason", "since"],
-    "customers": [
-        "external_userid",
-        "cid",
-        "name",
-        "type",
-        "opted_out",
-        "reachable",
-        "created_at",
-        "updated_at",
-    ],
+    "customers": CUSTOMER_COLUMNS,
     "follow_relations": [
         "id",
         "external_userid",

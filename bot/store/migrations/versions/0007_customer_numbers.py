@@ -48,6 +48,26 @@ def _refresh_sqlite(row: str) -> str:
     )
 
 
+# The row each numbered table's trigger rewrites, by its primary key.
+_ROW_OF = {
+    "customer_tags": "external_userid = NEW.external_userid AND tag = NEW.tag",
+    "follow_relations": "id = NEW.id",
+    "customer_profiles": "customer_key = NEW.customer_key",
+}
+
+
+def _number_sqlite(name: str, event: str, table: str, when: str | None = None) -> str:
+    """A trigger copying customers.cid of the row's external_userid into `table`."""
+    condition = f" WHEN {when}" if when else ""
+    return (
+        f"CREATE TRIGGER {name} AFTER {event} ON {table}{condition}\n"
+        f"    BEGIN\n        UPDATE {table}\n"
+        "        SET cid = (SELECT cid FROM customers"
+        " WHERE external_userid = NEW.external_userid)\n"
+        f"        WHERE {_ROW_OF[table]};\n    END"
+    )
+
+
 SQLITE_TRIGGERS = [
     # A new customer gets the next number (max + 1 is one step down the unique index).
     """CREATE TRIGGER customers_number AFTER INSERT ON customers WHEN NEW.cid IS NULL
@@ -64,40 +84,22 @@ SQLITE_TRIGGERS = [
     BEGIN {_refresh_sqlite("NEW")} {_refresh_sqlite("OLD")} END""",
     f"""CREATE TRIGGER follow_relations_reach_delete AFTER DELETE ON follow_relations
     BEGIN {_refresh_sqlite("OLD")} END""",
-    """CREATE TRIGGER customer_tags_number AFTER INSERT ON customer_tags WHEN NEW.cid IS NULL
-    BEGIN
-        UPDATE customer_tags
-        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
-        WHERE external_userid = NEW.external_userid AND tag = NEW.tag;
-    END""",
-    """CREATE TRIGGER follow_relations_number_insert AFTER INSERT ON follow_relations
-    WHEN NEW.cid IS NULL
-    BEGIN
-        UPDATE follow_relations
-        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
-        WHERE id = NEW.id;
-    END""",
-    """CREATE TRIGGER follow_relations_number_update
-    AFTER UPDATE OF external_userid ON follow_relations
-    BEGIN
-        UPDATE follow_relations
-        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
-        WHERE id = NEW.id;
-    END""",
-    """CREATE TRIGGER customer_profiles_number_insert AFTER INSERT ON customer_profiles
-    WHEN NEW.external_userid IS NOT NULL
-    BEGIN
-        UPDATE customer_profiles
-        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
-        WHERE customer_key = NEW.customer_key;
-    END""",
-    """CREATE TRIGGER customer_profiles_number_update
-    AFTER UPDATE OF external_userid ON customer_profiles
-    BEGIN
-        UPDATE customer_profiles
-        SET cid = (SELECT cid FROM customers WHERE external_userid = NEW.external_userid)
-        WHERE customer_key = NEW.customer_key;
-    END""",
+    _number_sqlite("customer_tags_number", "INSERT", "customer_tags", "NEW.cid IS NULL"),
+    _number_sqlite(
+        "follow_relations_number_insert", "INSERT", "follow_relations", "NEW.cid IS NULL"
+    ),
+    _number_sqlite(
+        "follow_relations_number_update", "UPDATE OF external_userid", "follow_relations"
+    ),
+    _number_sqlite(
+        "customer_profiles_number_insert",
+        "INSERT",
+        "customer_profiles",
+        "NEW.external_userid IS NOT NULL",
+    ),
+    _number_sqlite(
+        "customer_profiles_number_update", "UPDATE OF external_userid", "customer_profiles"
+    ),
 ]
 
 POSTGRESQL_FUNCTIONS = [
