@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from bot.calendar import caps
 from bot.calendar.content import ContentLibrary, base_variables
@@ -210,43 +210,43 @@ def _customer_targets(db: Database, occ: Occurrence) -> Targets:
     pairs = (
         select(FollowRelation.external_userid, FollowRelation.userid)
         .join(audience, audience.c.cid == FollowRelation.cid)
-        .where(FollowRelation.status == "active")
+        .where(FollowRelation.status == "active", ~_added_later().exists())
     )
     opted = select(opted_out_query(source, now=occ.fire_at).subquery().c.external_userid)
 
     def read(session: Session) -> tuple[dict[str, str], int]:
-        senders: dict[str, str] = {}
-        shared: set[str] = set()
         # psycopg buffers a whole result client-side: streamed there, a million pairs never
         # sit in the driver's buffer all at once (sqlite3 steps through rows anyway).
         query = pairs.execution_options(yield_per=50_000) if db.is_postgres else pairs
-        for external_userid, userid in session.execute(query):
-            if external_userid in senders:
-                shared.add(external_userid)
-            senders[external_userid] = userid
-        # Few customers have two managers: only theirs are ordered by the time of the add.
-        ordered = sorted(shared)
-        for start in range(0, len(ordered), 5000):
-            rows = session.execute(
-                select(FollowRelation.external_userid, FollowRelation.userid)
-                .where(
-                    FollowRelation.status == "active",
-                    FollowRelation.external_userid.in_(ordered[start : start + 5000]),
-                )
-                # An unknown add time counts as the oldest, on both engines.
-                .order_by(
-                    FollowRelation.added_at.is_not(None),
-                    FollowRelation.added_at,
-                    FollowRelation.userid,
-                )
-            )
-            for external_userid, userid in rows:
-                senders[external_userid] = userid  # the last add wins
+        # iter(): a Result has keys(), which dict() would take for a mapping's.
+        senders: dict[str, str] = dict(iter(session.execute(query)))
         opted_out = session.execute(select(func.count()).select_from(opted.subquery()))
         return senders, int(opted_out.scalar_one())
 
     senders, opted_out = run_query(db, read)
     return Targets(senders, len(senders) + opted_out, Counter(opted_out=opted_out))
+
+
+def _added_later() -> Select[int]:
+    """Another active relation of the same customer added after this one: an unknown add
+    time counts as the oldest, and equal times go to the greater userid, so exactly one
+    relation per customer has none (the few customers with two managers are sorted out
+    inside the database, by a probe of the relations index)."""
+    mine, other = FollowRelation.__table__, aliased(FollowRelation, name="other")
+    same_time = or_(
+        other.added_at == mine.c.added_at,
+        and_(other.added_at.is_(None), mine.c.added_at.is_(None)),
+    )
+    return select(other.id).where(
+        other.cid == mine.c.cid,
+        other.status == "active",
+        other.id != mine.c.id,
+        or_(
+            other.added_at > mine.c.added_at,
+            and_(other.added_at.is_not(None), mine.c.added_at.is_(None)),
+            and_(same_time, other.userid > mine.c.userid),
+        ),
+    )
 
 
 def _group_targets(db: Database, occ: Occurrence) -> Targets:

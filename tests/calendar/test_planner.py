@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from bot.calendar.due import run_due
 from bot.calendar.planner import TaskPlan, commit_plan, compute_plan
 from bot.clock import FrozenClock
 from bot.store.db import Database
+from bot.store.models import Member
 from tests.calendar.planner_world import (
     SHANGHAI,
+    TIER,
     add_branch,
     branch_settings,
     counts,
@@ -21,6 +25,7 @@ from tests.calendar.planner_world import (
     targets,
     write_branch_files,
 )
+from tests.tagging.rules_world import add_customer, add_relation, add_tag
 
 TEN = datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
 
@@ -49,6 +54,52 @@ def test_audience_drops_and_senders(db: Database, clock: FrozenClock, tmp_path: 
     texts = {t.sender: t.text for t in plan.tasks}
     assert texts["m1"].startswith("张经理的周一早班车")
     assert texts["m2"].startswith("李经理的周一早班车")
+
+
+def test_the_sender_is_the_manager_who_added_the_customer_last(
+    db: Database, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """Unknown add times count as the oldest, equal times go to the greater userid, and an
+    ended relation never sends, however late it was added."""
+    write_branch_files(tmp_path)
+    settings = branch_settings(tmp_path)
+    calendar, content = load(settings)
+    add_branch(db, clock.now())
+    early, late = datetime(2025, 1, 1, tzinfo=SHANGHAI), datetime(2026, 1, 1, tzinfo=SHANGHAI)
+
+    def write(s: Session) -> None:
+        s.add(Member(userid="m3", name="赵经理", updated_at=clock.now()))
+        for eid in ("d1", "d2", "d3", "d4"):
+            add_customer(s, eid, clock.now(), name="王小明")
+        s.flush()
+        for eid, userid, added_at, status in (
+            ("d1", "m3", None, "active"),  # unknown: older than any known time
+            ("d1", "m1", early, "active"),
+            ("d2", "m1", late, "active"),  # a tie: the greater userid sends
+            ("d2", "m2", late, "active"),
+            ("d3", "m1", early, "active"),
+            ("d3", "m3", late, "ended"),  # ended: never the sender
+            ("d4", "m2", None, "active"),  # both unknown: the greater userid
+            ("d4", "m3", None, "active"),
+        ):
+            add_relation(s, eid, userid, clock.now(), added_at=added_at, status=status)
+        for eid in ("d1", "d2", "d3", "d4"):
+            add_tag(s, eid, TIER, "asset", clock.now())
+
+    db.call(write)
+    plan = compute_plan(
+        db, occurrence(calendar, "mon-vip", TEN), settings=settings, content=content
+    )
+    senders = {t: task.sender for task in plan.tasks for t in task.targets}
+    assert {eid: senders[eid] for eid in ("d1", "d2", "d3", "d4", "c7")} == {
+        "d1": "m1",
+        "d2": "m2",
+        "d3": "m1",
+        "d4": "m3",
+        "c7": "m2",
+    }
+    # One task target per customer, whatever the number of relations.
+    assert plan.reached == len(senders)
 
 
 def test_a_senior_outside_the_window_is_deferred_or_skipped(
