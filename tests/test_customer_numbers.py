@@ -4,7 +4,9 @@ and migration 0007 filling them in for a store that existed before it."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +110,113 @@ def test_a_relation_moved_to_another_customer_updates_both(db: Database) -> None
         assert (reachable(conn, "wm1"), reachable(conn, "wm2")) == (False, True)
         moved = conn.execute(select(RELATIONS.c.cid)).scalar_one()
         assert moved == number(conn, "wm2")
+
+
+def test_reachable_follows_relations_written_many_to_a_statement(db: Database) -> None:
+    """Bulk writes (a sync, an import, a hand-written fix) change many relations in one
+    statement; each customer they touch is recomputed, and only those."""
+    with db.engine.begin() as conn:
+        for eid in ("wm1", "wm2", "wm3", "wm4"):
+            add_customer(conn, eid)
+        conn.execute(
+            insert(RELATIONS),
+            [
+                {"external_userid": eid, "userid": userid, "status": "active", "updated_at": NOW}
+                for eid, userid in (("wm1", "m1"), ("wm2", "m1"), ("wm2", "m2"), ("wm3", "m1"))
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO follow_relations (external_userid, userid, status, updated_at)"
+                " SELECT external_userid, 'm9', 'ended', updated_at FROM customers"
+            )
+        )
+        state = {eid: reachable(conn, eid) for eid in ("wm1", "wm2", "wm3", "wm4")}
+        assert state == {"wm1": True, "wm2": True, "wm3": True, "wm4": False}
+        # One UPDATE ends m1's relations: wm2 keeps m2, the others have nobody left.
+        conn.execute(update(RELATIONS).where(RELATIONS.c.userid == "m1").values(status="ended"))
+        state = {eid: reachable(conn, eid) for eid in ("wm1", "wm2", "wm3", "wm4")}
+        assert state == {"wm1": False, "wm2": True, "wm3": False, "wm4": False}
+        # One UPDATE that changes neither status nor customer leaves customers alone: a
+        # value set by hand on wm4 survives it.
+        conn.execute(
+            update(CUSTOMERS).where(CUSTOMERS.c.external_userid == "wm4").values(reachable=True)
+        )
+        conn.execute(update(RELATIONS).values(remark="新备注"))
+        assert reachable(conn, "wm4")
+        conn.execute(
+            update(CUSTOMERS).where(CUSTOMERS.c.external_userid == "wm4").values(reachable=False)
+        )
+        # One UPDATE reactivates m9's relations with wm1 and wm3, one moves wm3's to wm5.
+        add_customer(conn, "wm5")
+        conn.execute(
+            update(RELATIONS)
+            .where(RELATIONS.c.userid == "m9", RELATIONS.c.external_userid.in_(["wm1", "wm3"]))
+            .values(status="active")
+        )
+        conn.execute(
+            update(RELATIONS)
+            .where(RELATIONS.c.userid == "m9", RELATIONS.c.external_userid == "wm3")
+            .values(external_userid="wm5")
+        )
+        state = {eid: reachable(conn, eid) for eid in ("wm1", "wm2", "wm3", "wm4", "wm5")}
+        assert state == {"wm1": True, "wm2": True, "wm3": False, "wm4": False, "wm5": True}
+        # One DELETE of every active relation.
+        conn.execute(delete(RELATIONS).where(RELATIONS.c.status == "active"))
+        assert not any(reachable(conn, eid) for eid in ("wm1", "wm2", "wm3", "wm4", "wm5"))
+
+
+def test_two_managers_leaving_one_customer_at_once_leave_them_unreachable(
+    postgres_db: Database,
+) -> None:
+    """Each transaction alone still sees the other's relation as active; the customer row
+    lock makes the second recompute after the first has committed."""
+    with postgres_db.engine.begin() as conn:
+        add_customer(conn, "wm1")
+        follow(conn, "wm1", "m1")
+        follow(conn, "wm1", "m2")
+
+    def end(conn: Connection, userid: str) -> None:
+        conn.execute(
+            update(RELATIONS)
+            .where(RELATIONS.c.external_userid == "wm1", RELATIONS.c.userid == userid)
+            .values(status="ended")
+        )
+
+    first = postgres_db.engine.connect()
+    second = postgres_db.engine.connect()
+    try:
+        first.begin()
+        end(first, "m1")  # holds wm1's row lock until it commits
+        pid = second.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        second.commit()
+
+        def end_second() -> None:
+            with second.begin():
+                end(second, "m2")  # waits for the first transaction's lock
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(end_second)
+            _until_blocked(postgres_db, pid)
+            first.commit()
+            waiting.result(timeout=30)
+    finally:
+        first.close()
+        second.close()
+    with postgres_db.engine.connect() as conn:
+        assert not reachable(conn, "wm1")
+
+
+def _until_blocked(db: Database, pid: int) -> None:
+    """Wait until backend `pid` waits for a lock another backend holds."""
+    with db.engine.connect() as conn:
+        for _ in range(3000):
+            blockers = conn.execute(text("SELECT pg_blocking_pids(:pid)"), {"pid": pid})
+            if blockers.scalar_one():
+                return
+            conn.rollback()
+            time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for the customer's lock")
 
 
 def test_relations_tags_and_profiles_carry_their_customers_number(db: Database) -> None:
@@ -220,9 +329,27 @@ def test_the_migration_goes_back_down_and_up_again(empty_url: str) -> None:
     engine = make_engine(empty_url)
     try:
         upgrade(engine)
+        with engine.begin() as conn:
+            add_customer(conn, "wm9")
+            follow(conn, "wm9", "m1")
+            tag = {"family": "payroll", "rule": "payroll", "reason": "r", "since": NOW}
+            conn.execute(insert(TAGS).values(external_userid="wm9", tag="代发客户", **tag))
+            conn.execute(insert(PROFILES).values(profile("k9", "wm9")))
+            conn.execute(
+                text(
+                    "INSERT INTO follow_tags (follow_id, tag_id)"
+                    " SELECT id, 'et1' FROM follow_relations"
+                )
+            )
+        kept = ("follow_relations", "customer_tags", "customer_profiles", "follow_tags")
         command.downgrade(alembic_config(engine), "0006")
         columns = {c["name"] for c in inspect(engine).get_columns("customers")}
         assert not columns & {"cid", "reachable"}
+        with engine.connect() as conn:
+            # Rebuilding customers and follow_relations (SQLite's way of dropping a
+            # column) must not cascade to the rows that refer to them.
+            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in kept}
+        assert counts == dict.fromkeys(kept, 1)
         with engine.begin() as conn:
             # No trigger is left behind to refer to the dropped columns.
             conn.execute(
@@ -231,9 +358,12 @@ def test_the_migration_goes_back_down_and_up_again(empty_url: str) -> None:
                     " VALUES ('wm0', false, '2026-11-23 01:00:00', '2026-11-23 01:00:00')"
                 )
             )
-            conn.execute(text("DELETE FROM customers"))
+            conn.execute(text("DELETE FROM customers WHERE external_userid = 'wm0'"))
         upgrade(engine)
         with engine.begin() as conn:
+            assert reachable(conn, "wm9")
+            tagged = conn.execute(select(TAGS.c.cid).where(TAGS.c.external_userid == "wm9"))
+            assert tagged.scalar_one() == number(conn, "wm9")
             add_customer(conn, "wm1")
             follow(conn, "wm1", "m1")
             assert reachable(conn, "wm1")
