@@ -352,9 +352,24 @@ def rebuild(db: Database, n: int) -> None:
         conn.execute(
             text("INSERT INTO bench_meta VALUES ('dataset', :v)"), {"v": f"{DATASET_VERSION}:{n}"}
         )
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE" if db.is_postgres else "ANALYZE"))
+    analyze(db)
     print(f"  loaded in {time.perf_counter() - started:.0f} s")
+
+
+def analyze(db: Database) -> None:
+    """Give the planner what it has in service. PostgreSQL analyzes by itself
+    (autovacuum), so its statistics are refreshed here. SQLite only has statistics when
+    someone runs ANALYZE, and the store never does, so the dataset goes without them and
+    any left from a hand-run ANALYZE are dropped: with them, SQLite read 390,000 profiles
+    through the age index for `not tag("资产5万+") and payroll and age < 40` (1.3 s
+    against 0.5 s). (An ANALYZE issued through the store's connections never took effect
+    anyway: they begin a transaction even in AUTOCOMMIT mode, and it was rolled back.)"""
+    if db.is_postgres:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS sqlite_stat1"))
 
 
 def _progress(rows: Rows) -> None:
@@ -484,8 +499,7 @@ def migrate(db: Database) -> None:
         return
     print("  migrating to head (indexes)", flush=True)
     upgrade(db.engine)
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE" if db.is_postgres else "ANALYZE"))
+    analyze(db)
 
 
 def open_database(engine: str, args: argparse.Namespace) -> Database:

@@ -120,6 +120,9 @@ class FollowRelation(Base):
         Index("ix_follow_relations_customer_status", "external_userid", "status"),
         # The same by customer number, for audience terms on relations.
         Index("ix_follow_relations_cid_status", "cid", "status"),
+        # A tagged relation's status and customer number without reading its row (the
+        # corp tags a tag() term includes; migration 0008).
+        Index("ix_follow_relations_id_status_cid", "id", "status", "cid"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -148,11 +151,13 @@ class FollowTag(Base):
     """A corp tag a member has put on a customer (tags are per follow relation)."""
 
     __tablename__ = "follow_tags"
+    # The relations carrying a tag, from the index alone (migration 0008).
+    __table_args__ = (Index("ix_follow_tags_tag_follow", "tag_id", "follow_id"),)
 
     follow_id: Mapped[int] = mapped_column(
         ForeignKey("follow_relations.id", ondelete="CASCADE"), primary_key=True
     )
-    tag_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tag_type: Mapped[int | None] = mapped_column(Integer)
 
 
