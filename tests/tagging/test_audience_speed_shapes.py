@@ -89,8 +89,8 @@ def test_an_or_counts_each_reachable_customer_once_whichever_branches_match(db: 
 
 
 def test_a_tag_row_without_its_number_never_yields_a_missing_number(db: Database) -> None:
-    """The union's set difference would keep a NULL number (NOT IN did not): a row whose
-    number copy is missing must not show up as a member without a number."""
+    """A row whose number copy is missing must not show up as a member without a number
+    (NOT IN the unreachable customers lets a NULL through when there are none)."""
     with db.engine.begin() as conn:
         for eid in ("wm1", "wm2"):
             add_customer(conn, eid)
