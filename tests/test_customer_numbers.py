@@ -5,19 +5,14 @@ and migration 0007 filling them in for a store that existed before it."""
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from alembic import command
 from sqlalchemy import Connection, delete, insert, inspect, select, text, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from bot.store.db import Database, make_engine, normalise_url
+from bot.store.db import Database, make_engine
 from bot.store.migrate import alembic_config, upgrade
 from bot.store.models import Base, Customer
 from bot.tagging import audience
@@ -250,27 +245,6 @@ def test_relations_tags_and_profiles_carry_their_customers_number(db: Database) 
 
 
 # -- the migration, on a store written before it ------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    base = os.environ.get("BOT_TEST_POSTGRES_URL")
-    if not base:
-        pytest.fail("BOT_TEST_POSTGRES_URL is not set: run the suite through scripts/test")
-    admin = make_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"bot_migrate_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(normalise_url(base)).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migration_numbers_existing_customers_and_finds_who_is_reachable(empty_url: str) -> None:

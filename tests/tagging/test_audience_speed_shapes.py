@@ -4,17 +4,12 @@ hand-set corp tags from covering indexes."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, insert, inspect, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, insert, inspect, select, update
 
-from bot.store.db import Database, make_engine, normalise_url
+from bot.store.db import Database, make_engine
 from bot.store.migrate import alembic_config, upgrade
 from bot.store.models import Base
 from bot.tagging import audience
@@ -107,27 +102,6 @@ def test_a_tag_row_without_its_number_never_yields_a_missing_number(db: Database
 
 
 # -- migration 0008 -----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    base = os.environ.get("BOT_TEST_POSTGRES_URL")
-    if not base:
-        pytest.fail("BOT_TEST_POSTGRES_URL is not set: run the suite through scripts/test")
-    admin = make_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"bot_migrate_0008_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(normalise_url(base)).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def indexes(engine: Engine, table: str) -> dict[str, list[str | None]]:
