@@ -53,7 +53,7 @@ from itertools import chain
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from bench.audience import (
@@ -69,10 +69,12 @@ from bench.loading import Rows, load_rows
 from bot.calendar.content import ContentLibrary
 from bot.calendar.occurrences import Occurrence, occurrences_on
 from bot.calendar.planner import DROP_REASONS, commit_plan, compute_plan
+from bot.calendar.records import task_targets
 from bot.calendar.schedule import load_calendar
 from bot.config import Settings, build_settings
 from bot.store.db import Database
 from bot.store.migrate import upgrade
+from bot.store.models import OutboxItem
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -368,7 +370,8 @@ class Sample:
     senders: int
     dropped: dict[str, int]
     new_outbox: int
-    new_targets: int
+    new_targets: int  # slot_targets rows: the deferred ones (the others wait in payloads)
+    reserved: int  # targets the new task rows reserve (written when WeCom creates them)
     base_rss_mb: float
     peak_rss_mb: float
     code: str  # code_version() when the measurement started
@@ -416,6 +419,16 @@ def _counts(db: Database) -> tuple[int, int]:
     return db.call(read)
 
 
+def _reserved(db: Database, after_id: int) -> int:
+    """Targets reserved in the task rows written after outbox row `after_id`."""
+    query = select(OutboxItem.payload).where(OutboxItem.id > after_id)
+    return db.call(lambda s: sum(len(task_targets(p)) for p in s.execute(query).scalars()))
+
+
+def _last_outbox_id(db: Database) -> int:
+    return int(db.call(lambda s: s.execute(select(func.max(OutboxItem.id))).scalar() or 0))
+
+
 def measure(job: Job) -> Sample:
     """Plan (and commit) one slot; check what was written."""
     slot_id, code = job.slot_id, code_version()
@@ -425,6 +438,7 @@ def measure(job: Job) -> Sample:
         try:
             db.call(lambda s: s.execute(text("SELECT 1")).scalar_one())
             outbox_before, targets_before = _counts(db)
+            last_outbox = _last_outbox_id(db)
             base_rss = _rss_mb()
             profiler = cProfile.Profile() if job.profile else None
             if profiler:
@@ -438,6 +452,7 @@ def measure(job: Job) -> Sample:
                 profiler.disable()
             peak_rss = _peak_rss_mb()
             outbox_after, targets_after = _counts(db)
+            reserved = _reserved(db, last_outbox)
         finally:
             db.dispose()
     assert plan.error is None, plan.error
@@ -454,6 +469,7 @@ def measure(job: Job) -> Sample:
         dropped={reason: plan.dropped[reason] for reason in DROP_REASONS},
         new_outbox=outbox_after - outbox_before,
         new_targets=targets_after - targets_before,
+        reserved=reserved,
         base_rss_mb=base_rss,
         peak_rss_mb=peak_rss,
         code=code,
@@ -463,12 +479,13 @@ def measure(job: Job) -> Sample:
         # Planned already: everything is "already", and nothing new is written.
         assert run_id is None, f"re-run of {slot_id} claimed a new run {run_id}"
         assert (sample.reached, sample.deferred) == (0, 0), sample
-        assert (sample.new_outbox, sample.new_targets) == (0, 0), sample
+        assert (sample.new_outbox, sample.new_targets, sample.reserved) == (0, 0, 0), sample
     else:
         assert run_id is not None, f"{slot_id} was planned already: reset failed"
         assert plan.dropped["already"] == 0, sample
         assert sample.new_outbox == sample.tasks, sample
-        assert sample.new_targets == sample.reached + deferred, sample
+        assert sample.new_targets == deferred, sample
+        assert sample.reserved == sample.reached, sample
     if profiler and job.profile:
         profiler.dump_stats(job.profile)
         sample.profile = _profile_text(profiler)
@@ -570,8 +587,8 @@ def report(results: list[EngineResult], args: argparse.Namespace, load: str) -> 
     lines += [
         "",
         "| engine | slot | matched | queued | deferred (09:00) | tasks | senders | dropped "
-        "| new outbox rows | new targets | RSS before planning MB |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| new outbox rows | reserved in them | new target rows | RSS before planning MB |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         for key, *_ in CASES:
@@ -580,7 +597,7 @@ def report(results: list[EngineResult], args: argparse.Namespace, load: str) -> 
             lines.append(
                 f"| {r.engine} | {key} | {s.matched:,} | {s.reached:,} | {s.deferred:,} | "
                 f"{s.tasks:,} | {s.senders:,} | {dropped} | {s.new_outbox:,} | "
-                f"{s.new_targets:,} | {r.median(key, 'base_rss_mb'):.0f} |"
+                f"{s.reserved:,} | {s.new_targets:,} | {r.median(key, 'base_rss_mb'):.0f} |"
             )
     spread = [
         f"{r.engine} {key}: "

@@ -1,15 +1,16 @@
 """The receive cap: how many mass-sends a customer or group may get per month (or week, or
 day), counted locally because WeCom only reports a breach after the fact (send status 3).
 
-Counts are taken when a task is planned, so two slots the same day cannot both spend the
-last unit; a target whose send never arrives (not confirmed, not a friend, capped by WeCom)
-is given back when the results are final.
+Units are counted when WeCom creates a task; a planned task not created yet reserves a unit
+for each of its targets, which planning counts too, so two slots the same day cannot both
+spend the last unit. A target whose send never arrives (not confirmed, not a friend, capped
+by WeCom) is given back when the results are final.
 """
 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Literal
 
@@ -42,16 +43,26 @@ def cap_of(day: date, mode: CapMode) -> int:
     return 7 if mode == "week_7" else 1
 
 
-def at_cap(session: Session, kind: str, period: str, cap: int) -> set[str]:
-    """Targets that have used up the period's cap."""
+def at_cap(
+    session: Session, kind: str, period: str, cap: int, pending: Mapping[str, int] | None = None
+) -> set[str]:
+    """Targets that have used up the period's cap, counting the units `pending` reserves
+    for them (tasks planned but not created yet)."""
+    pending = pending or {}
+    most = max(pending.values(), default=0)
     rows = session.execute(
-        select(ReceiveCount.target_id).where(
+        select(ReceiveCount.target_id, ReceiveCount.count).where(
             ReceiveCount.period == period,
             ReceiveCount.target_kind == kind,
-            ReceiveCount.count >= cap,
+            ReceiveCount.count >= cap - most,
         )
     )
-    return set(rows.scalars())
+    counted = {str(target): int(count) for target, count in rows}
+    return {
+        target
+        for target in counted.keys() | {t for t, n in pending.items() if n >= cap}
+        if counted.get(target, 0) + pending.get(target, 0) >= cap
+    }
 
 
 def count_run(

@@ -9,8 +9,10 @@ who added them last) and renders the copy once per sender, or once per target wh
 template names the group or the customer. `bot plan` shows that result as it is.
 
 `commit_plan` writes it in one transaction: the slot run (unique per slot, day and part: a
-second instance or a re-run finds it and writes nothing), its targets, the receive-cap
-counts and one outbox row per task. WeCom is called later, by the outbox sender.
+second instance or a re-run finds it and writes nothing), one outbox row per task, whose
+payload reserves its targets, and the deferred targets. WeCom is called later, by the
+outbox sender; the targets' rows and receive-cap units are written when WeCom creates each
+task (bot.calendar.records), and planning counts open reservations as sent.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.calendar import caps
 from bot.calendar.content import ContentLibrary, base_variables
 from bot.calendar.group_audience import group_ids_query, parse_groups
 from bot.calendar.occurrences import Occurrence
-from bot.calendar.records import MASS_TASK, MOMENT_TASK
+from bot.calendar.records import MASS_TASK, MOMENT_TASK, reserved_targets
 from bot.calendar.windows import Span, inside, next_opening, parse_spans
 from bot.config import Settings
 from bot.outbox.queue import enqueue_many
@@ -49,7 +51,7 @@ from bot.store.models import (
     SlotTarget,
 )
 from bot.tagging.audience.service import ids_query, numbers_query, opted_out_query, run_query
-from bot.tagging.bulk import insert_rows, update_rows
+from bot.tagging.bulk import insert_rows
 from bot.templates import RenderError
 
 MAIN = "main"
@@ -177,13 +179,15 @@ def _planned_already(db: Database, plan: SlotPlan) -> bool:
         ).scalar_one_or_none()
         if run is None:
             return None
-        reached = session.execute(
+        written = session.execute(
             select(func.count())
             .select_from(SlotTarget)
             .join(SlotRun, SlotRun.id == SlotTarget.run_id)
             .where(SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day)
         ).scalar_one()
-        return int(reached)
+        kind = caps.GROUP if occ.channel == "group" else caps.CUSTOMER
+        waiting = reserved_targets(session, kind=kind, run_ids=_runs_of(session, occ))
+        return int(written) + len(waiting)
 
     reached = db.call(read)
     if reached is None:
@@ -312,8 +316,9 @@ def _apply_drops(
     cap = caps.cap_of(occ.day, mode)
 
     def read(session: Session) -> tuple[set[str], set[str]]:
-        already = _already(session, occ, exclude_run=run_id)
-        return already, caps.at_cap(session, kind, period, cap)
+        already = _already(session, occ, kind, exclude_run=run_id)
+        pending = reserved_targets(session, kind=kind, period=period)
+        return already, caps.at_cap(session, kind, period, cap, pending)
 
     already, capped = db.call(read)
     kept: dict[str, str] = {}
@@ -327,16 +332,20 @@ def _apply_drops(
     return _apply_windows(db, plan, kept, settings=settings)
 
 
-def _already(session: Session, occ: Occurrence, *, exclude_run: int | None) -> set[str]:
-    """Targets this slot already reached, queued or deferred today (any part)."""
-    query = (
-        select(SlotTarget.target_id)
-        .join(SlotRun, SlotRun.id == SlotTarget.run_id)
-        .where(SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day)
-    )
-    if exclude_run is not None:
-        query = query.where(SlotRun.id != exclude_run)
-    return set(session.execute(query).scalars())
+def _already(session: Session, occ: Occurrence, kind: str, *, exclude_run: int | None) -> set[str]:
+    """Targets this slot already reached, queued, reserved or deferred today (any part)."""
+    runs = [r for r in _runs_of(session, occ) if r != exclude_run]
+    if not runs:
+        return set()
+    query = select(SlotTarget.target_id).where(SlotTarget.run_id.in_(runs))
+    written = set(session.execute(query).scalars())
+    return written | set(reserved_targets(session, kind=kind, run_ids=runs))
+
+
+def _runs_of(session: Session, occ: Occurrence) -> list[int]:
+    """The ids of this slot's runs today (every part)."""
+    query = select(SlotRun.id).where(SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day)
+    return [int(r) for r in session.execute(query).scalars()]
 
 
 def _apply_windows(
@@ -534,13 +543,12 @@ def commit_plan_session(
     for index, task in enumerate(plan.tasks):
         key = f"cal:{run_id}:{index}:{task.sender}"[:191]
         kind = MOMENT_TASK if plan.target_kind == "moment" else MASS_TASK
-        payload = _payload(plan, task, key=key, run_id=run_id)
+        payload = _payload(plan, task, key=key, run_id=run_id, period=period)
         rows.append({"key": key, "kind": kind, "payload": payload, "expires_at": expires})
         keys.append(key)
     enqueue_many(session, rows, now=now)
-    if plan.target_kind != "moment" and plan.tasks:
-        _write_targets(session, plan, run_id, keys, period)
-        caps.count_run(session, plan.target_kind, period, run_id)
+    if plan.target_kind != "moment" and plan.tasks and plan.part != MAIN:
+        _take_deferred(session, plan, run_id)
     for opening, targets in plan.deferred.items():
         _defer(session, plan, opening, targets)
     return run_id
@@ -589,7 +597,9 @@ def insert_run(session: Session, values: dict[str, Any]) -> int | None:
     return int(found) if found is not None else None
 
 
-def _payload(plan: SlotPlan, task: TaskPlan, *, key: str, run_id: int) -> dict[str, Any]:
+def _payload(
+    plan: SlotPlan, task: TaskPlan, *, key: str, run_id: int, period: str
+) -> dict[str, Any]:
     occ = plan.occurrence
     attachments = [a.to_wecom() for a in occ.attachments]
     if plan.target_kind == "moment":
@@ -612,56 +622,24 @@ def _payload(plan: SlotPlan, task: TaskPlan, *, key: str, run_id: int) -> dict[s
     }
     field_name = "external_userid" if plan.target_kind == caps.CUSTOMER else "chat_id_list"
     payload[field_name] = list(task.targets)
+    # The targets are reserved here: written, and their cap units counted, in this
+    # period, when WeCom creates the task (bot.calendar.records).
+    payload["target_kind"] = plan.target_kind
+    payload["period"] = period
     return payload
 
 
-def _write_targets(
-    session: Session, plan: SlotPlan, run_id: int, keys: list[str], period: str
-) -> None:
-    """The run's queued targets, written in chunks so a million targets never sit in
-    memory as row dicts all at once."""
-    if plan.part == MAIN:
-        # In target order: the primary key (run_id, target_id) then grows at its end
-        # instead of taking a million inserts at random places.
-        order = sorted(
-            (target, index) for index, task in enumerate(plan.tasks) for target in task.targets
-        )
-        for start in range(0, len(order), TARGET_CHUNK):
-            insert_rows(
-                session,
-                TARGETS,
-                [
-                    {
-                        "run_id": run_id,
-                        "target_id": target,
-                        "target_kind": plan.target_kind,
-                        "sender": plan.tasks[index].sender,
-                        "task_key": keys[index],
-                        "status": QUEUED,
-                        "period": period,
-                    }
-                    for target, index in order[start : start + TARGET_CHUNK]
-                ],
+def _take_deferred(session: Session, plan: SlotPlan, run_id: int) -> None:
+    """A deferred part's kept targets move into its tasks' payloads (their rows are written
+    again when WeCom creates the tasks); the others say why they were not sent."""
+    kept = [target for task in plan.tasks for target in task.targets]
+    for start in range(0, len(kept), TARGET_CHUNK):
+        session.execute(
+            delete(SlotTarget).where(
+                SlotTarget.run_id == run_id,
+                SlotTarget.target_id.in_(kept[start : start + TARGET_CHUNK]),
             )
-        return
-    # A deferred part's rows exist: queue the kept ones, and say why the others were not.
-    kept = [(task, key) for task, key in zip(plan.tasks, keys, strict=True)]
-    update_rows(
-        session,
-        TARGETS,
-        ["run_id", "target_id"],
-        [
-            {
-                "run_id": run_id,
-                "target_id": target,
-                "status": QUEUED,
-                "task_key": key,
-                "period": period,
-            }
-            for task, key in kept
-            for target in task.targets
-        ],
-    )
+        )
     session.execute(
         update(SlotTarget)
         .where(SlotTarget.run_id == run_id, SlotTarget.status == DEFERRED)

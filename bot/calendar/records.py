@@ -1,19 +1,28 @@
-"""What the bot learns when WeCom accepts a task: the mass_tasks row, and the targets WeCom
-refused at creation (`fail_list`), whose cap units are given back at once."""
+"""What the bot learns when WeCom accepts a task: the mass_tasks row, and its targets.
+
+A planned task's targets are reserved in its outbox row (the payload lists them and names
+the cap period): the slot_targets rows and the receive-cap units are written here, in the
+transaction that marks the row sent, when WeCom has created the task. A million targets
+are then not a million rows written at the slot's time, and a task never created leaves
+nothing to give back. Rows queued by a planner from before reservations (no "period" in
+the payload) had their targets written at planning; for those, the targets WeCom refused
+at creation (`fail_list`) give their units back here."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.calendar import caps
+from bot.outbox import queue
 from bot.store.inserts import insert_new
-from bot.store.models import MassTask, SlotTarget
+from bot.store.models import MassTask, OutboxItem, SlotTarget
 
 # Outbox kinds of the rows that create tasks (their effects: bot/calendar/effects.py).
 MASS_TASK = "mass_task"
@@ -63,11 +72,73 @@ def record_task_created(
         "already_received": 0,
         "unsent": 0,
     }
-    session.execute(
-        insert_new(session.get_bind().dialect.name, MassTask, ["outbox_key"]).values(**values)
-    )
-    if failed:
+    created = session.execute(
+        insert_new(session.get_bind().dialect.name, MassTask, ["outbox_key"])
+        .values(**values)
+        .returning(MassTask.id)
+    ).scalar_one_or_none()
+    if reserved(payload):
+        if created is not None:  # once per task, were success recorded twice
+            refused = set(failed)
+            write_targets(session, payload, lambda t: FAILED_TARGET if t in refused else QUEUED)
+            caps.count_run(
+                session,
+                payload["target_kind"],
+                payload["period"],
+                payload["run_id"],
+                task_key=payload["key"],
+            )
+    elif failed:
         refuse_targets(session, payload["run_id"], failed, status=FAILED_TARGET)
+
+
+def reserved(payload: dict[str, Any]) -> bool:
+    """Whether the task's targets wait in its payload (written when the task is created)."""
+    return "period" in payload and payload.get("chat_type") in ("single", "group")
+
+
+def reserved_targets(
+    session: Session, *, kind: str, period: str | None = None, run_ids: Sequence[int] = ()
+) -> Counter[str]:
+    """How many open task rows (not created yet, nor given up) reserve each target: those
+    of cap period `period`, or of the runs `run_ids`."""
+    query = select(OutboxItem.payload).where(
+        OutboxItem.kind == MASS_TASK, OutboxItem.status.in_(queue.OPEN_STATUSES)
+    )
+    counts: Counter[str] = Counter()
+    for payload in session.execute(query).scalars():
+        if not reserved(payload) or payload.get("target_kind") != kind:
+            continue
+        if period is not None and payload.get("period") != period:
+            continue
+        if run_ids and payload.get("run_id") not in run_ids:
+            continue
+        counts.update(dict.fromkeys(task_targets(payload), 1))
+    return counts
+
+
+def write_targets(
+    session: Session, payload: dict[str, Any], status_of: Callable[[str], str]
+) -> int:
+    """Write a reserved task's targets to slot_targets, each with `status_of(target)`;
+    only queued targets carry the cap period (the others are not counted)."""
+    rows = [
+        {
+            "run_id": payload["run_id"],
+            "target_id": target,
+            "target_kind": payload["target_kind"],
+            "sender": payload.get("sender"),
+            "task_key": payload["key"],
+            "status": status,
+            "period": payload["period"] if status == QUEUED else None,
+        }
+        for target in dict.fromkeys(task_targets(payload))
+        for status in (status_of(target),)
+    ]
+    if rows:
+        dialect = session.get_bind().dialect.name
+        session.execute(insert_new(dialect, SlotTarget, ["run_id", "target_id"]), rows)
+    return len(rows)
 
 
 def refuse_targets(session: Session, run_id: int, target_ids: list[str], *, status: str) -> int:
@@ -125,9 +196,13 @@ def release_task_not_created(
     """Outbox on_give_up for mass_task rows: the task was never created (expired past the
     slot's lateness, refused for good, or given up after retries), so its targets will not
     get the post: they end "unsent" and their cap units come back."""
-    moved, given_back = release_targets(
-        session, int(payload["run_id"]), UNSENT, task_key=str(payload["key"])
-    )
+    if reserved(payload):
+        # Never created, never counted: the targets are written as unsent, nothing to give.
+        moved, given_back = write_targets(session, payload, lambda _: UNSENT), 0
+    else:
+        moved, given_back = release_targets(
+            session, int(payload["run_id"]), UNSENT, task_key=str(payload["key"])
+        )
     log.warning(
         "mass-send task %s not created (%s): %d target(s) unsent, %d cap unit(s) given back",
         payload["key"],

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.calendar.due import run_due
 from bot.calendar.planner import TaskPlan, commit_plan, compute_plan
+from bot.calendar.records import record_task_created, release_task_not_created
 from bot.clock import FrozenClock
 from bot.store.db import Database
-from bot.store.models import Member
+from bot.store.models import Member, OutboxItem
 from tests.calendar.planner_world import (
     SHANGHAI,
     TIER,
@@ -135,15 +140,41 @@ def test_commit_writes_once(db: Database, clock: FrozenClock, tmp_path: Path) ->
     ]
     assert all(r.payload["chat_type"] == "single" and r.payload["run_id"] == run_id for r in rows)
     assert all(r.expires_at == TEN + timedelta(minutes=120) for r in rows)
-    assert counts(db) == {"c1": 1, "c2": 1, "c3": 1, "c4": 1, "c6": 30, "c7": 1}
-    assert targets(db)["c7"] == ("m2", "queued")
+    # The targets wait in the payloads: no rows and no cap units until WeCom creates them.
+    assert all(
+        (r.payload["target_kind"], r.payload["period"]) == ("customer", "2026-11") for r in rows
+    )
+    assert (counts(db), targets(db)) == ({"c6": 30}, {})
     # A second planner (another instance, or a restart) finds the run and writes nothing.
     again = compute_plan(db, occ, settings=settings, content=content)
     assert again.reached == 0
     assert again.dropped["already"] == 5
     assert commit_plan(db, plan, settings=settings, now=TEN) is None
     assert len(outbox_rows(db)) == 2
-    assert counts(db)["c1"] == 1
+    # WeCom creates m1's task, refusing c2 (not a friend), and then m2's; recording a
+    # creation twice writes and counts nothing more.
+    results: dict[str, dict[str, Any]] = {
+        "m1": {"msgid": "msg1", "fail_list": ["c2"]},
+        "m2": {"msgid": "msg2"},
+    }
+
+    def created(session: Session, row: OutboxItem) -> None:
+        # As the outbox sender does: the success and the row's end in one transaction.
+        record_task_created(session, row.payload, results[row.payload["sender"]], TEN)
+        session.execute(update(OutboxItem).where(OutboxItem.id == row.id).values(status="sent"))
+
+    for row in (*rows, rows[0]):
+        db.call(partial(created, row=row))
+    assert counts(db) == {"c1": 1, "c3": 1, "c4": 1, "c6": 30, "c7": 1}
+    assert targets(db) == {
+        "c1": ("m1", "queued"),
+        "c2": ("m1", "not_friend"),
+        "c3": ("m2", "queued"),
+        "c4": ("m2", "queued"),
+        "c7": ("m2", "queued"),
+    }
+    again = compute_plan(db, occ, settings=settings, content=content)
+    assert (again.reached, again.dropped["already"]) == (0, 5)
 
 
 def test_a_customer_at_the_cap_is_excluded_until_a_new_month(
@@ -159,6 +190,37 @@ def test_a_customer_at_the_cap_is_excluded_until_a_new_month(
     )
     assert plan.dropped["capped"] == 0
     assert "c6" in by_sender(plan.tasks)["m1"]
+
+
+def test_a_task_not_created_yet_holds_its_targets_units(
+    db: Database, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """With one send a day allowed, another slot the same day finds every customer of a
+    planned task capped before WeCom has created it; once the task is given up, they are
+    written as unsent, nothing was counted, and they are free again."""
+    write_branch_files(tmp_path)
+    settings = branch_settings(tmp_path, receive_cap="day_1")
+    calendar, content = load(settings)
+    add_branch(db, clock.now())
+    occ = occurrence(calendar, "mon-vip", TEN)
+    first = compute_plan(db, occ, settings=settings, content=content)
+    assert commit_plan(db, first, settings=settings, now=TEN) is not None
+    other = replace(occ, slot_id="mon-vip-again")
+    second = compute_plan(db, other, settings=settings, content=content)
+    assert (second.reached, second.dropped["capped"]) == (0, first.reached)
+
+    def give_up(session: Session) -> None:
+        for row in session.scalars(select(OutboxItem)):
+            release_task_not_created(session, row.payload, "expired", TEN)
+            row.status = "expired"
+
+    db.call(give_up)
+    assert {eid: status for eid, (_, status) in targets(db).items()} == dict.fromkeys(
+        ["c1", "c2", "c3", "c4", "c6", "c7"], "unsent"
+    )
+    assert counts(db) == {"c6": 30}
+    third = compute_plan(db, other, settings=settings, content=content)
+    assert (third.reached, third.dropped["capped"]) == (first.reached, 0)
 
 
 def test_groups_by_owner_and_per_group_copy(
@@ -224,7 +286,8 @@ def test_run_due_plans_once_then_the_deferred_part_at_its_window(
         ("mon-groups", "window-1400", "planned", 1),
         ("mon-vip", "window-1400", "planned", 1),
     ]
-    assert targets(db)["c4"] == ("m2", "queued")
+    # Kept: its row gives way to the task's reservation (written again once created).
+    assert "c4" not in targets(db)
     newest = outbox_rows(db)[before:]
     sent = [r.payload.get("external_userid") or r.payload["chat_id_list"] for r in newest]
     assert sorted(sent) == [["c4"], ["g4"]]
