@@ -32,10 +32,14 @@ def add_customer(conn: Connection, eid: str, *, opted_out: bool = False) -> None
     )
 
 
-def follow(conn: Connection, eid: str, userid: str, status: str = "active") -> None:
-    conn.execute(
-        insert(RELATIONS).values(external_userid=eid, userid=userid, status=status, updated_at=NOW)
+def follow(conn: Connection, eid: str, userid: str, status: str = "active") -> int:
+    """Add a follow relation; its id."""
+    row = conn.execute(
+        insert(RELATIONS)
+        .values(external_userid=eid, userid=userid, status=status, updated_at=NOW)
+        .returning(RELATIONS.c.id)
     )
+    return int(row.scalar_one())
 
 
 def reachable(conn: Connection, eid: str) -> bool:

@@ -1,10 +1,8 @@
 """The statement shapes audiences take for speed, and the indexes they read (migration
-0008): a union of branches set-subtracts the unreachable customers, and a tag term reads
+0008): a union of branches counts each reachable customer once, and a tag term reads
 hand-set corp tags from covering indexes."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from alembic import command
 from sqlalchemy import Connection, Engine, insert, inspect, select, update
@@ -13,32 +11,17 @@ from bot.store.db import Database, make_engine
 from bot.store.migrate import alembic_config, upgrade
 from bot.store.models import Base
 from bot.tagging import audience
+from tests.test_customer_numbers import (
+    NOW,
+    PROFILES,
+    TAGS,
+    add_customer,
+    follow,
+)
 
-NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
-CUSTOMERS = Base.metadata.tables["customers"]
-RELATIONS = Base.metadata.tables["follow_relations"]
-TAGS = Base.metadata.tables["customer_tags"]
-PROFILES = Base.metadata.tables["customer_profiles"]
 TAG_GROUPS = Base.metadata.tables["tag_groups"]
 CORP_TAGS = Base.metadata.tables["corp_tags"]
 FOLLOW_TAGS = Base.metadata.tables["follow_tags"]
-
-
-def add_customer(conn: Connection, eid: str, *, opted_out: bool = False) -> None:
-    conn.execute(
-        insert(CUSTOMERS).values(
-            external_userid=eid, opted_out=opted_out, created_at=NOW, updated_at=NOW
-        )
-    )
-
-
-def follow(conn: Connection, eid: str, userid: str, status: str = "active") -> int:
-    row = conn.execute(
-        insert(RELATIONS)
-        .values(external_userid=eid, userid=userid, status=status, updated_at=NOW)
-        .returning(RELATIONS.c.id)
-    )
-    return int(row.scalar_one())
 
 
 def rule_tag(conn: Connection, eid: str, tag: str) -> None:
