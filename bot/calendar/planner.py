@@ -30,7 +30,14 @@ from bot.calendar import caps
 from bot.calendar.content import ContentLibrary, base_variables
 from bot.calendar.group_audience import group_ids_query, parse_groups
 from bot.calendar.occurrences import Occurrence
-from bot.calendar.records import MASS_TASK, MOMENT_TASK, reserved_targets
+from bot.calendar.records import (
+    MASS_TASK,
+    MOMENT_TASK,
+    Reservation,
+    open_reservations,
+    pending_units,
+    reserved_for,
+)
 from bot.calendar.windows import Span, inside, next_opening, parse_spans
 from bot.config import Settings
 from bot.outbox.queue import enqueue_many
@@ -59,7 +66,6 @@ PLANNED = "planned"
 PENDING = "pending"
 EXPIRED = "expired"
 FAILED = "failed"
-QUEUED = "queued"
 DEFERRED = "deferred"
 
 # Why a target was not sent to, in the order they are applied.
@@ -186,7 +192,7 @@ def _planned_already(db: Database, plan: SlotPlan) -> bool:
             .where(SlotRun.slot_id == occ.slot_id, SlotRun.day == occ.day)
         ).scalar_one()
         kind = caps.GROUP if occ.channel == "group" else caps.CUSTOMER
-        waiting = reserved_targets(session, kind=kind, run_ids=_runs_of(session, occ))
+        waiting = reserved_for(open_reservations(session, kind), _runs_of(session, occ))
         return int(written) + len(waiting)
 
     reached = db.call(read)
@@ -316,8 +322,9 @@ def _apply_drops(
     cap = caps.cap_of(occ.day, mode)
 
     def read(session: Session) -> tuple[set[str], set[str]]:
-        already = _already(session, occ, kind, exclude_run=run_id)
-        pending = reserved_targets(session, kind=kind, period=period)
+        reservations = open_reservations(session, kind)
+        already = _already(session, occ, reservations, exclude_run=run_id)
+        pending = pending_units(reservations, period)
         return already, caps.at_cap(session, kind, period, cap, pending)
 
     already, capped = db.call(read)
@@ -332,14 +339,19 @@ def _apply_drops(
     return _apply_windows(db, plan, kept, settings=settings)
 
 
-def _already(session: Session, occ: Occurrence, kind: str, *, exclude_run: int | None) -> set[str]:
+def _already(
+    session: Session,
+    occ: Occurrence,
+    reservations: Sequence[Reservation],
+    *,
+    exclude_run: int | None,
+) -> set[str]:
     """Targets this slot already reached, queued, reserved or deferred today (any part)."""
     runs = [r for r in _runs_of(session, occ) if r != exclude_run]
     if not runs:
         return set()
     query = select(SlotTarget.target_id).where(SlotTarget.run_id.in_(runs))
-    written = set(session.execute(query).scalars())
-    return written | set(reserved_targets(session, kind=kind, run_ids=runs))
+    return set(session.execute(query).scalars()) | reserved_for(reservations, runs)
 
 
 def _runs_of(session: Session, occ: Occurrence) -> list[int]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -97,24 +98,42 @@ def reserved(payload: dict[str, Any]) -> bool:
     return "period" in payload and payload.get("chat_type") in ("single", "group")
 
 
-def reserved_targets(
-    session: Session, *, kind: str, period: str | None = None, run_ids: Sequence[int] = ()
-) -> Counter[str]:
-    """How many open task rows (not created yet, nor given up) reserve each target: those
-    of cap period `period`, or of the runs `run_ids`."""
+@dataclass(frozen=True)
+class Reservation:
+    """An open task row's reserved targets (not created yet, nor given up)."""
+
+    run_id: int
+    period: str
+    targets: tuple[str, ...]
+
+
+def open_reservations(session: Session, kind: str) -> list[Reservation]:
+    """The reservations of every open task row for `kind` targets (customer or group): read
+    once per plan, since each payload may list 10,000 targets."""
     query = select(OutboxItem.payload).where(
-        OutboxItem.kind == MASS_TASK, OutboxItem.status.in_(queue.OPEN_STATUSES)
+        OutboxItem.kind == MASS_TASK,
+        OutboxItem.status.in_(queue.OPEN_STATUSES),
+        OutboxItem.payload["target_kind"].as_string() == kind,
     )
-    counts: Counter[str] = Counter()
-    for payload in session.execute(query).scalars():
-        if not reserved(payload) or payload.get("target_kind") != kind:
-            continue
-        if period is not None and payload.get("period") != period:
-            continue
-        if run_ids and payload.get("run_id") not in run_ids:
-            continue
-        counts.update(dict.fromkeys(task_targets(payload), 1))
-    return counts
+    return [
+        Reservation(int(p["run_id"]), str(p["period"]), tuple(dict.fromkeys(task_targets(p))))
+        for p in session.execute(query).scalars()
+        if reserved(p)
+    ]
+
+
+def pending_units(reservations: Sequence[Reservation], period: str) -> Counter[str]:
+    """The cap units the reservations hold for each target in `period`."""
+    units: Counter[str] = Counter()
+    for reservation in reservations:
+        if reservation.period == period:
+            units.update(reservation.targets)
+    return units
+
+
+def reserved_for(reservations: Sequence[Reservation], run_ids: Collection[int]) -> set[str]:
+    """The targets the reservations of runs `run_ids` hold."""
+    return {t for r in reservations if r.run_id in run_ids for t in r.targets}
 
 
 def write_targets(
@@ -122,8 +141,10 @@ def write_targets(
 ) -> int:
     """Write a reserved task's targets to slot_targets, each with `status_of(target)`;
     only queued targets carry the cap period (the others are not counted)."""
-    rows = [
-        {
+
+    def row(target: str) -> dict[str, Any]:
+        status = status_of(target)
+        return {
             "run_id": payload["run_id"],
             "target_id": target,
             "target_kind": payload["target_kind"],
@@ -132,9 +153,8 @@ def write_targets(
             "status": status,
             "period": payload["period"] if status == QUEUED else None,
         }
-        for target in dict.fromkeys(task_targets(payload))
-        for status in (status_of(target),)
-    ]
+
+    rows = [row(target) for target in dict.fromkeys(task_targets(payload))]
     if rows:
         dialect = session.get_bind().dialect.name
         session.execute(insert_new(dialect, SlotTarget, ["run_id", "target_id"]), rows)
