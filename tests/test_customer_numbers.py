@@ -7,13 +7,15 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import Connection, delete, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.store.db import Database, make_engine
-from bot.store.migrate import alembic_config, upgrade
+from bot.store.migrate import alembic_config, current_revision, upgrade
 from bot.store.models import Base, Customer
 from bot.tagging import audience
 
@@ -299,6 +301,27 @@ def test_migration_numbers_existing_customers_and_finds_who_is_reachable(empty_u
             # New customers continue after the numbers the migration gave out.
             add_customer(conn, "wm5")
             assert number(conn, "wm5") > max(numbers.values())
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_migration_leaving_orphans_is_refused_and_rolled_back(tmp_path: Path) -> None:
+    """With foreign keys unenforced during migrations, the check before commit is what
+    stops a broken store: the migration fails naming the rows, and the store stays at its
+    revision."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'orphans.db'}")
+    try:
+        upgrade(engine, "0008")
+        raw = engine.raw_connection()
+        try:
+            raw.execute("PRAGMA foreign_keys=OFF")
+            raw.execute("INSERT INTO follow_tags (follow_id, tag_id) VALUES (999, 'et9')")
+            raw.commit()
+        finally:
+            raw.close()
+        with pytest.raises(RuntimeError, match="without their parent"):
+            upgrade(engine)
+        assert current_revision(engine) == "0008"
     finally:
         engine.dispose()
 
