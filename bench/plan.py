@@ -74,7 +74,7 @@ from bot.calendar.schedule import load_calendar
 from bot.config import Settings, build_settings
 from bot.store.db import Database
 from bot.store.migrate import upgrade
-from bot.store.models import OutboxItem
+from bot.store.models import OutboxItem, SlotRun
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -370,7 +370,8 @@ class Sample:
     senders: int
     dropped: dict[str, int]
     new_outbox: int
-    new_targets: int  # slot_targets rows: the deferred ones (the others wait in payloads)
+    new_targets: int  # slot_targets rows: none (the queued wait in payloads)
+    held: int  # targets the deferred part's run holds (bot.calendar.held)
     reserved: int  # targets the new task rows reserve (written when WeCom creates them)
     base_rss_mb: float
     peak_rss_mb: float
@@ -425,6 +426,14 @@ def _reserved(db: Database, after_id: int) -> int:
     return db.call(lambda s: sum(len(task_targets(p)) for p in s.execute(query).scalars()))
 
 
+def _held(db: Database, slot_id: str) -> int:
+    """Targets held by the slot's deferred parts today."""
+    query = select(SlotRun.deferred_targets).where(
+        SlotRun.slot_id == slot_id, SlotRun.day == DAY, SlotRun.deferred_targets.is_not(None)
+    )
+    return db.call(lambda s: sum(len(doc or {}) for doc in s.execute(query).scalars()))
+
+
 def _last_outbox_id(db: Database) -> int:
     return int(db.call(lambda s: s.execute(select(func.max(OutboxItem.id))).scalar() or 0))
 
@@ -453,6 +462,7 @@ def measure(job: Job) -> Sample:
             peak_rss = _peak_rss_mb()
             outbox_after, targets_after = _counts(db)
             reserved = _reserved(db, last_outbox)
+            held = _held(db, slot_id)
         finally:
             db.dispose()
     assert plan.error is None, plan.error
@@ -469,6 +479,7 @@ def measure(job: Job) -> Sample:
         dropped={reason: plan.dropped[reason] for reason in DROP_REASONS},
         new_outbox=outbox_after - outbox_before,
         new_targets=targets_after - targets_before,
+        held=held,
         reserved=reserved,
         base_rss_mb=base_rss,
         peak_rss_mb=peak_rss,
@@ -484,7 +495,7 @@ def measure(job: Job) -> Sample:
         assert run_id is not None, f"{slot_id} was planned already: reset failed"
         assert plan.dropped["already"] == 0, sample
         assert sample.new_outbox == sample.tasks, sample
-        assert sample.new_targets == deferred, sample
+        assert (sample.new_targets, sample.held) == (0, deferred), sample
         assert sample.reserved == sample.reached, sample
     if profiler and job.profile:
         profiler.dump_stats(job.profile)
@@ -587,8 +598,9 @@ def report(results: list[EngineResult], args: argparse.Namespace, load: str) -> 
     lines += [
         "",
         "| engine | slot | matched | queued | deferred (09:00) | tasks | senders | dropped "
-        "| new outbox rows | reserved in them | new target rows | RSS before planning MB |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| new outbox rows | reserved in them | new target rows | held for 09:00 "
+        "| RSS before planning MB |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for key, *_ in CASES:
@@ -597,7 +609,8 @@ def report(results: list[EngineResult], args: argparse.Namespace, load: str) -> 
             lines.append(
                 f"| {r.engine} | {key} | {s.matched:,} | {s.reached:,} | {s.deferred:,} | "
                 f"{s.tasks:,} | {s.senders:,} | {dropped} | {s.new_outbox:,} | "
-                f"{s.reserved:,} | {s.new_targets:,} | {r.median(key, 'base_rss_mb'):.0f} |"
+                f"{s.reserved:,} | {s.new_targets:,} | {s.held:,} | "
+                f"{r.median(key, 'base_rss_mb'):.0f} |"
             )
     spread = [
         f"{r.engine} {key}: "

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.calendar import caps
 from bot.calendar.content import ContentLibrary
+from bot.calendar.held import release_held
 from bot.calendar.occurrences import Occurrence, occurrences_between, occurrences_on
 from bot.calendar.planner import (
     EXPIRED,
@@ -30,7 +32,7 @@ from bot.calendar.planner import (
 from bot.calendar.schedule import Calendar
 from bot.config import Settings
 from bot.store.db import Database
-from bot.store.models import SlotRun, SlotTarget
+from bot.store.models import SlotRun
 
 log = logging.getLogger("bot.calendar")
 
@@ -209,13 +211,13 @@ def _expire(session: Session, occ: Occurrence, *, now: datetime, late: timedelta
 
 
 def _expire_part(session: Session, run_id: int, *, note: str) -> None:
-    session.execute(
+    expired = session.execute(
         update(SlotRun)
         .where(SlotRun.id == run_id, SlotRun.status == PENDING)
         .values(status=EXPIRED, note=note)
-    )
-    session.execute(
-        update(SlotTarget)
-        .where(SlotTarget.run_id == run_id, SlotTarget.status == "deferred")
-        .values(status=EXPIRED)
-    )
+        .returning(SlotRun.channel)
+    ).scalar_one_or_none()
+    if expired is not None:
+        # Its held targets are written as expired: `bot report` counts them as not sent.
+        kind = caps.GROUP if expired == "group" else caps.CUSTOMER
+        release_held(session, run_id, status=EXPIRED, kind=kind)

@@ -450,6 +450,9 @@ class SlotRun(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
     notified_at: Mapped[datetime | None]
+    # A pending part's deferred targets, {target: sender}, until it is planned or expires
+    # (bot.calendar.held); SQL NULL otherwise.
+    deferred_targets: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class SlotTarget(Base):

@@ -175,6 +175,13 @@ def targets(db: Database) -> dict[str, tuple[str | None, str]]:
     return {t: (sender, status) for t, sender, status in db.call(lambda s: s.execute(query).all())}
 
 
+def held(db: Database) -> dict[str, str]:
+    """Targets held by deferred parts not planned yet: {target: sender}."""
+    query = select(SlotRun.deferred_targets).where(SlotRun.deferred_targets.is_not(None))
+    docs = db.call(lambda s: s.execute(query).scalars().all())
+    return {target: sender for doc in docs for target, sender in (doc or {}).items()}
+
+
 def counts(db: Database) -> dict[str, int]:
     query = select(ReceiveCount.target_id, ReceiveCount.count)
     return dict(db.call(lambda s: s.execute(query).all()))

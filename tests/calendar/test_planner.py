@@ -23,6 +23,7 @@ from tests.calendar.planner_world import (
     add_branch,
     branch_settings,
     counts,
+    held,
     load,
     occurrence,
     outbox_rows,
@@ -276,7 +277,8 @@ def test_run_due_plans_once_then_the_deferred_part_at_its_window(
     ]
     # At 11:40 the senior c4 and the seniors' group g4 are outside 9-11: deferred to 14:00.
     assert ("mon-vip", "window-1400", "pending") in runs(db)
-    assert targets(db)["c4"] == ("m2", "deferred")
+    assert held(db) == {"c4": "m2", "g4": "m1"}
+    assert "c4" not in targets(db)
     before = len(outbox_rows(db))
     assert run_due(db, calendar, settings=settings, content=content, now=late).outcomes == []
     assert len(outbox_rows(db)) == before
@@ -286,8 +288,9 @@ def test_run_due_plans_once_then_the_deferred_part_at_its_window(
         ("mon-groups", "window-1400", "planned", 1),
         ("mon-vip", "window-1400", "planned", 1),
     ]
-    # Kept: its row gives way to the task's reservation (written again once created).
+    # Kept: held no more, reserved in the task's payload (a row once WeCom creates it).
     assert "c4" not in targets(db)
+    assert held(db) == {}
     newest = outbox_rows(db)[before:]
     sent = [r.payload.get("external_userid") or r.payload["chat_id_list"] for r in newest]
     assert sorted(sent) == [["c4"], ["g4"]]
