@@ -320,7 +320,7 @@ def _deferred_targets(db: Database, run_id: int, kind: str) -> Targets:
         )
 
     def read(session: Session) -> Targets:
-        wanted = session.execute(held.with_only_columns(func.count())).scalar_one()
+        wanted = session.execute(select(func.count()).select_from(pair)).scalar_one()
         kept: dict[str, str] = {}
         for chunk in plain_chunks(session, live):
             kept.update(chunk)
