@@ -695,7 +695,7 @@ def docs_body(table: str, results: list[EngineResult]) -> str:
         "`commit_plan` in a fresh process (peak RSS from `getrusage`); each run starts from "
         "an unplanned day, the re-run plans the same slot again right after it, and the "
         "1:1 slot's 09:00 part is then planned at 09:00:30 (the seniors it holds, re-checked "
-        "and sent). \"held for 09:00\" counts what the slot's pending part holds after each "
+        'and sent). "held for 09:00" counts what the slot\'s pending part holds after each '
         "measurement. The "
         "machine: 2 cores, noisy (other work running), so medians and ratios matter more "
         "than absolutes."
