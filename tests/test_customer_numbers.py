@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -184,28 +186,37 @@ def test_two_managers_leaving_one_customer_at_once_leave_them_unreachable(
             .values(status="ended")
         )
 
-    first = postgres_db.engine.connect()
-    second = postgres_db.engine.connect()
-    try:
-        first.begin()
-        end(first, "m1")  # holds wm1's row lock until it commits
-        pid = second.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        second.commit()
-
-        def end_second() -> None:
-            with second.begin():
-                end(second, "m2")  # waits for the first transaction's lock
-
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(end_second)
-            _until_blocked(postgres_db, pid)
-            first.commit()
-            waiting.result(timeout=30)
-    finally:
-        first.close()
-        second.close()
+    # The second waits for wm1's row lock, which the first holds until it commits.
+    take_turns(postgres_db, partial(end, userid="m1"), partial(end, userid="m2"))
     with postgres_db.engine.connect() as conn:
         assert not reachable(conn, "wm1")
+
+
+def take_turns(
+    db: Database, first: Callable[[Connection], object], second: Callable[[Connection], object]
+) -> None:
+    """Run `first` in a transaction left open, then `second` in another one, which must
+    block on a lock the first holds; commit the first and let the second finish."""
+    holder = db.engine.connect()
+    waiter = db.engine.connect()
+    try:
+        holder.begin()
+        first(holder)
+        pid = waiter.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        waiter.commit()
+
+        def run_second() -> None:
+            with waiter.begin():
+                second(waiter)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(run_second)
+            _until_blocked(db, pid)
+            holder.commit()
+            waiting.result(timeout=30)
+    finally:
+        holder.close()
+        waiter.close()
 
 
 def _until_blocked(db: Database, pid: int) -> None:

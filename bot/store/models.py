@@ -161,6 +161,19 @@ class FollowTag(Base):
     tag_type: Mapped[int | None] = mapped_column(Integer)
 
 
+class CorpTagHolder(Base):
+    """A customer (by number) carrying a live corp tag of this name on an active relation:
+    an audience's `tag(name)` reads its hand-set part here, one index range, instead of
+    joining follow_tags, follow_relations and corp_tags. Written only by the triggers of
+    migration 0011, whoever changes those three tables."""
+
+    __tablename__ = "corp_tag_holders"
+    __table_args__ = (Index("ix_corp_tag_holders_cid", "cid"), {"sqlite_with_rowid": False})
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
 class TagGroup(Base):
     """A corp tag group."""
 

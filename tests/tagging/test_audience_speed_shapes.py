@@ -105,12 +105,12 @@ def test_migration_0008_indexes_the_corp_tag_path_and_goes_back(empty_url: str) 
         tags = indexes(engine, "follow_tags")
         assert tags["ix_follow_tags_tag_follow"] == ["tag_id", "follow_id"]
         assert "ix_follow_tags_tag_id" not in tags  # its leading column is covered
-        db = Database(engine)
-        assert audience.ids(db, 'tag("A")') == ["wm1"]
         command.downgrade(alembic_config(engine), "0007")
         assert "ix_follow_relations_id_status_cid" not in indexes(engine, "follow_relations")
         assert indexes(engine, "follow_tags")["ix_follow_tags_tag_id"] == ["tag_id"]
         upgrade(engine)
         assert "ix_follow_tags_tag_follow" in indexes(engine, "follow_tags")
+        # The hand-set tag written before any of it is found (0011 fills its holders).
+        assert audience.ids(Database(engine), 'tag("A")') == ["wm1"]
     finally:
         engine.dispose()

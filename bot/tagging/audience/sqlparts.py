@@ -13,7 +13,6 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
-    false,
     select,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -22,12 +21,11 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import BigInteger, TypeEngine
 
 from bot.store.models import (
-    CorpTag,
+    CorpTagHolder,
     Customer,
     CustomerProfile,
     CustomerTag,
     FollowRelation,
-    FollowTag,
     GroupMember,
     GroupSegment,
 )
@@ -36,8 +34,7 @@ customers: FromClause = Customer.__table__
 profiles: FromClause = CustomerProfile.__table__
 relations: FromClause = FollowRelation.__table__
 customer_tags: FromClause = CustomerTag.__table__
-follow_tags: FromClause = FollowTag.__table__
-corp_tags: FromClause = CorpTag.__table__
+corp_holders: FromClause = CorpTagHolder.__table__
 group_members: FromClause = GroupMember.__table__
 group_segments: FromClause = GroupSegment.__table__
 
@@ -90,19 +87,8 @@ def tagged_numbers(name: str) -> tuple[Select[int], Select[int]]:
     """Numbers of the customers carrying tag `name`: a rule tag, or a live corp tag of that
     name on an active relation (a tag a manager set by hand in WeCom counts too)."""
     rule = select(customer_tags.c.cid).where(customer_tags.c.tag == name)
-    corp = (
-        select(relations.c.cid)
-        .select_from(
-            follow_tags.join(relations, relations.c.id == follow_tags.c.follow_id).join(
-                corp_tags, corp_tags.c.tag_id == follow_tags.c.tag_id
-            )
-        )
-        .where(
-            corp_tags.c.name == name,
-            corp_tags.c.deleted == false(),
-            relations.c.status == ACTIVE,
-        )
-    )
+    # Kept by triggers from follow_tags, follow_relations and corp_tags (migration 0011).
+    corp = select(corp_holders.c.cid).where(corp_holders.c.name == name)
     return rule, corp
 
 
