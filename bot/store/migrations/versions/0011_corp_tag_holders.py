@@ -122,8 +122,10 @@ def _postgresql_function(table: str, event: str) -> str:
         _TOUCHED_POSTGRESQL[table].format(changed=changed) for changed in _CHANGED[event]
     )
     holders = _HOLDERS.format(false="false", which="fr.cid = ANY(touched)")
+    # Sequential scans off, as for the reachability triggers (0009): the cached generic
+    # plan cannot see how few customers `touched` holds, and scanned every relation.
     return f"""CREATE FUNCTION bot_{table}_holders_{event.lower()}() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET enable_seqscan = off AS $$
     DECLARE
         touched bigint[] := ARRAY(
             SELECT DISTINCT cid FROM ({touched}) AS t WHERE cid IS NOT NULL);
