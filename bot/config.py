@@ -498,6 +498,7 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc,
     """Turn `BOT_A__B=v` variables into a nested dict, remembering each variable's name."""
     tree: dict[str, Any] = {}
     origins: dict[Loc, str] = {}
+    problems: list[str] = []
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "BOT_CONFIG":
             continue
@@ -505,6 +506,11 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc,
         # Other tools share the BOT_ prefix (BOT_TEST_POSTGRES_URL, say): only names that
         # start with one of our keys are ours, and within those an unknown key is an error.
         if not all(parts) or parts[0] not in _top_level_keys():
+            if meant := _single_underscore(parts[0]):
+                problems.append(
+                    f"environment {name}: not read; {ENV_PREFIX}{meant.upper()} sets that key"
+                    f" (a section and its key are joined by {ENV_DELIMITER!r})"
+                )
             continue
         node = tree
         for part in parts[:-1]:
@@ -515,7 +521,24 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Loc,
         else:
             node[parts[-1]] = value
             origins[tuple(parts)] = name
+    if problems:
+        raise ConfigError(problems)
     return tree, origins
+
+
+def _single_underscore(head: str) -> str | None:
+    """`section__key` when `head` is a section and one of its keys joined by a single
+    underscore (`database_url`): a mistyped override, which would otherwise be ignored
+    as another tool's variable."""
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        key = field.alias or section
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        rest = head.removeprefix(f"{key}_")
+        if rest != head and rest in {f.alias or n for n, f in model.model_fields.items()}:
+            return f"{key}{ENV_DELIMITER}{rest}"
+    return None
 
 
 def _top_level_keys() -> set[str]:

@@ -89,6 +89,18 @@ def test_a_variable_nested_below_a_value_is_named_not_the_yaml_line(tmp_path: Pa
     )
 
 
+def test_a_single_underscore_override_is_refused_with_the_name_it_meant(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"BOT_DATABASE_URL": "sqlite:///x.db", "BOT_TEST_POSTGRES_URL": "y"})
+    assert info.value.problems == [
+        "environment BOT_DATABASE_URL: not read; BOT_DATABASE__URL sets that key"
+        " (a section and its key are joined by '__')"
+    ]
+    # Another tool's variable that only shares the prefix stays ignored.
+    assert load_config(path, {"BOT_TEST_POSTGRES_URL": "y"}).database.url == "sqlite:///bot.db"
+
+
 def test_unknown_environment_key_names_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "")
     with pytest.raises(ConfigError) as info:
