@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Select, Subquery, func, select, true, update
 from sqlalchemy.orm import Session
 
+from bot.calendar.records import target_row
 from bot.store.models import Base, SlotRun
 from bot.tagging.bulk import insert_rows
 
@@ -71,15 +72,7 @@ def release_held(
     if not held:
         return 0
     rows = [
-        {
-            "run_id": run_id,
-            "target_id": target,
-            "target_kind": kind,
-            "sender": sender,
-            "task_key": None,
-            "status": status,
-            "period": None,
-        }
+        target_row(run_id, target, kind=kind, sender=sender, status=status)
         for target, sender in held.items()
         if target not in keep
     ]

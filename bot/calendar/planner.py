@@ -192,8 +192,7 @@ def _planned_already(db: Database, plan: SlotPlan) -> bool:
         ).scalar_one()
         kind = caps.GROUP if occ.channel == "group" else caps.CUSTOMER
         runs = _runs_of(session, occ)
-        waiting = reserved_for(open_reservations(session, kind), runs)
-        return int(written) + len(waiting | held_targets(session, runs))
+        return int(written) + len(_unwritten(session, open_reservations(session, kind), runs))
 
     reached = db.call(read)
     if reached is None:
@@ -297,26 +296,22 @@ def _deferred_targets(db: Database, run_id: int, kind: str) -> Targets:
     """A deferred part's targets, re-checked now: still followed by the same manager and
     not opted out since (customers), or still active under the same owner (groups)."""
     held, pair = held_pairs(run_id, postgres=db.is_postgres)
+    # The relation (customers) or the group (groups) that must still be active, under the
+    # same sender.
+    entity: type[FollowRelation | Group] = FollowRelation if kind == caps.CUSTOMER else Group
+    target, sender = (
+        (FollowRelation.external_userid, FollowRelation.userid)
+        if kind == caps.CUSTOMER
+        else (Group.chat_id, Group.owner)
+    )
+    live = held.join(
+        entity,
+        and_(target == pair.c.key, sender == pair.c.value, entity.status == "active"),
+    )
     if kind == caps.CUSTOMER:
-        live = held.join(
-            FollowRelation,
-            and_(
-                FollowRelation.external_userid == pair.c.key,
-                FollowRelation.userid == pair.c.value,
-                FollowRelation.status == "active",
-            ),
-        ).join(
+        live = live.join(
             Customer,
             and_(Customer.external_userid == pair.c.key, Customer.opted_out.is_(False)),
-        )
-    else:
-        live = held.join(
-            Group,
-            and_(
-                Group.chat_id == pair.c.key,
-                Group.owner == pair.c.value,
-                Group.status == "active",
-            ),
         )
 
     def read(session: Session) -> Targets:
@@ -371,8 +366,13 @@ def _already(
     if not runs:
         return set()
     query = select(SlotTarget.target_id).where(SlotTarget.run_id.in_(runs))
-    written = set(session.execute(query).scalars())
-    return written | reserved_for(reservations, runs) | held_targets(session, runs)
+    return set(session.execute(query).scalars()) | _unwritten(session, reservations, runs)
+
+
+def _unwritten(session: Session, reservations: Sequence[Reservation], runs: list[int]) -> set[str]:
+    """The runs' targets with no slot_targets row yet: reserved in an open task row, or
+    held by a pending part."""
+    return reserved_for(reservations, runs) | held_targets(session, runs)
 
 
 def _runs_of(session: Session, occ: Occurrence) -> list[int]:

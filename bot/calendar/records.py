@@ -136,6 +136,28 @@ def reserved_for(reservations: Sequence[Reservation], run_ids: Collection[int]) 
     return {t for r in reservations if r.run_id in run_ids for t in r.targets}
 
 
+def target_row(
+    run_id: int,
+    target: str,
+    *,
+    kind: str,
+    sender: str | None,
+    status: str,
+    task_key: str | None = None,
+    period: str | None = None,
+) -> dict[str, Any]:
+    """One slot_targets row, as the bulk writers take it."""
+    return {
+        "run_id": run_id,
+        "target_id": target,
+        "target_kind": kind,
+        "sender": sender,
+        "task_key": task_key,
+        "status": status,
+        "period": period,
+    }
+
+
 def write_targets(
     session: Session, payload: dict[str, Any], status_of: Callable[[str], str]
 ) -> int:
@@ -144,15 +166,15 @@ def write_targets(
 
     def row(target: str) -> dict[str, Any]:
         status = status_of(target)
-        return {
-            "run_id": payload["run_id"],
-            "target_id": target,
-            "target_kind": payload["target_kind"],
-            "sender": payload.get("sender"),
-            "task_key": payload["key"],
-            "status": status,
-            "period": payload["period"] if status == QUEUED else None,
-        }
+        return target_row(
+            payload["run_id"],
+            target,
+            kind=payload["target_kind"],
+            sender=payload.get("sender"),
+            status=status,
+            task_key=payload["key"],
+            period=payload["period"] if status == QUEUED else None,
+        )
 
     rows = [row(target) for target in dict.fromkeys(task_targets(payload))]
     if rows:
